@@ -1,0 +1,89 @@
+// The HTTP source: the express app Auth0 posts log batches to. It authenticates, reads the
+// (possibly gzip-encoded) body within the size limit, decodes it and hands the records to the
+// pipeline, whose outcome becomes the answer. It serves ingestion only; health is elsewhere.
+import express, { type NextFunction, type Request, type Response } from "express";
+import { decodeBody } from "../auth0/decode.js";
+import { BodyParseError } from "../auth0/record.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import type { Pipeline } from "../pipeline/pipeline.js";
+import type { TokenVerifier } from "./auth.js";
+
+export interface IngestAppOptions {
+  path: string;
+  maxBodyBytes: number;
+  verifyToken: TokenVerifier;
+  pipeline: Pick<Pipeline, "process">;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+function sendError(res: Response, status: number, error: string, message: string, extra: Record<string, unknown> = {}): void {
+  res.status(status).json({ error, message, ...extra });
+}
+
+export function createIngestApp(options: IngestAppOptions): express.Express {
+  const { logger, metrics } = options;
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+
+  app.use((_req, res, next) => {
+    res.on("finish", () => metrics.ingestRequests.inc({ status: String(res.statusCode) }));
+    next();
+  });
+
+  const authenticate = (req: Request, res: Response, next: NextFunction) => {
+    if (options.verifyToken(req.get("authorization"))) return next();
+    // Nothing of the request is read or kept; the connection is closed so an unread body cannot linger.
+    res.set("connection", "close");
+    logger.warn("ingest request refused: missing or wrong authorization token", { remote: req.ip });
+    sendError(res, 401, "unauthorized", "missing or invalid Authorization header");
+  };
+
+  // Any content type: Auth0 lets users pick one, and the format is detected from the body.
+  // body-parser applies the limit to the inflated bytes, which also stops gzip bombs.
+  const readBody = express.raw({ type: () => true, limit: options.maxBodyBytes, inflate: true });
+
+  app.post(options.path, authenticate, readBody, async (req: Request, res: Response) => {
+    const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    let decoded;
+    try {
+      decoded = decodeBody(raw.toString("utf8"));
+    } catch (error) {
+      if (error instanceof BodyParseError) {
+        logger.warn("ingest body is not JSON", { error: error.message, bytes: raw.length });
+        return sendError(res, 400, "invalid_body", error.message, error.location as Record<string, unknown>);
+      }
+      throw error;
+    }
+    const outcome = await options.pipeline.process(decoded);
+    if (outcome.status === 503) res.set("retry-after", String(outcome.retryAfterSeconds));
+    res.status(outcome.status).json(outcome.body);
+  });
+
+  app.all(options.path, (_req, res) => {
+    res.set("allow", "POST");
+    sendError(res, 405, "method_not_allowed", `use POST on ${options.path}`);
+  });
+
+  app.use((req, res) => sendError(res, 404, "not_found", `nothing is served at ${req.path}; Auth0 posts to ${options.path}`));
+
+  // body-parser and handler errors: size limit, bad gzip, aborted uploads, bugs.
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const err = error as { status?: number; type?: string; message?: string };
+    if (err.type === "entity.too.large") {
+      return sendError(res, 413, "body_too_large", `request body exceeds MAX_BODY_BYTES (${options.maxBodyBytes} bytes)`);
+    }
+    if (err.type === "encoding.unsupported") {
+      return sendError(res, 415, "unsupported_encoding", "Content-Encoding must be gzip, deflate, br or identity");
+    }
+    if (typeof err.status === "number" && err.status >= 400 && err.status < 500) {
+      return sendError(res, err.status, "bad_request", err.type === "request.aborted" ? "request aborted" : "request body could not be read (bad gzip data?)");
+    }
+    logger.error("ingest request failed unexpectedly", { error: err.message ?? String(error) });
+    if (!res.headersSent) sendError(res, 500, "internal_error", "the bridge failed to handle this request; it will be retried by Auth0");
+  });
+
+  return app;
+}

@@ -1,0 +1,105 @@
+// Prometheus metrics (prom-client). One registry per bridge instance, passed to whoever
+// records, so tests can run several bridges in one process and read their own numbers.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export interface Metrics {
+  registry: Registry;
+  eventsReceived: Counter<"code" | "category">;
+  eventsPublished: Counter<"code">;
+  eventsFailed: Counter<"reason">;
+  eventsFiltered: Counter<"code">;
+  eventsRejected: Counter<"reason">;
+  publishRequests: Counter<"outcome">;
+  publishDuration: Histogram<"outcome">;
+  batchSize: Histogram;
+  ingestRequests: Counter<"status">;
+  lastPublishSuccess: Gauge;
+  ready: Gauge;
+  info: Gauge<"version">;
+}
+
+export function createMetrics(options: { version: string; defaultMetrics?: boolean }): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const metrics: Metrics = {
+    registry,
+    eventsReceived: new Counter({
+      name: "auth0_bridge_events_received_total",
+      help: "Valid Auth0 log events received, by type code and API filter category (unknown codes: category \"unknown\").",
+      labelNames: ["code", "category"],
+      registers,
+    }),
+    eventsPublished: new Counter({
+      name: "auth0_bridge_events_published_total",
+      help: "Events accepted by Event Grid, by type code.",
+      labelNames: ["code"],
+      registers,
+    }),
+    eventsFailed: new Counter({
+      name: "auth0_bridge_events_failed_total",
+      help: "Events whose delivery finally failed (after retries, or refused), by reason.",
+      labelNames: ["reason"],
+      registers,
+    }),
+    eventsFiltered: new Counter({
+      name: "auth0_bridge_events_filtered_total",
+      help: "Events dropped on purpose by the configured filters, by type code.",
+      labelNames: ["code"],
+      registers,
+    }),
+    eventsRejected: new Counter({
+      name: "auth0_bridge_events_rejected_total",
+      help: "Records not forwarded because they are not valid Auth0 log records, by reason.",
+      labelNames: ["reason"],
+      registers,
+    }),
+    publishRequests: new Counter({
+      name: "auth0_bridge_publish_requests_total",
+      help: "HTTP publish attempts to Event Grid: success, retry (failed, will be retried) or failure (failed for good).",
+      labelNames: ["outcome"],
+      registers,
+    }),
+    publishDuration: new Histogram({
+      name: "auth0_bridge_publish_duration_seconds",
+      help: "Duration of one HTTP publish attempt to Event Grid.",
+      labelNames: ["outcome"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    batchSize: new Histogram({
+      name: "auth0_bridge_batch_size_events",
+      help: "Events per Event Grid publish request.",
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
+      registers,
+    }),
+    ingestRequests: new Counter({
+      name: "auth0_bridge_ingest_requests_total",
+      help: "Requests on the ingestion endpoint, by HTTP status answered.",
+      labelNames: ["status"],
+      registers,
+    }),
+    lastPublishSuccess: new Gauge({
+      name: "auth0_bridge_last_publish_success_timestamp_seconds",
+      help: "Unix time of the last publish request Event Grid accepted (0 until the first).",
+      registers,
+    }),
+    ready: new Gauge({
+      name: "auth0_bridge_ready",
+      help: "1 when the bridge is ready to accept traffic (configuration valid, Event Grid target checked, not shutting down).",
+      registers,
+    }),
+    info: new Gauge({
+      name: "auth0_bridge_info",
+      help: "Build information; the value is always 1.",
+      labelNames: ["version"],
+      registers,
+    }),
+  };
+  metrics.info.set({ version: options.version }, 1);
+  metrics.lastPublishSuccess.set(0);
+  metrics.ready.set(0);
+  // Pre-create the outcome series so dashboards and alerts see zeros rather than absent series.
+  for (const outcome of ["success", "retry", "failure"]) metrics.publishRequests.inc({ outcome }, 0);
+  return metrics;
+}

@@ -1,0 +1,393 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Ajv } from "ajv";
+import ajvFormats from "ajv-formats";
+import fc from "fast-check";
+import type { Auth0LogRecord } from "../../src/auth0/record.js";
+import { EventTypeRegistry } from "../../src/auth0/registry.js";
+import { DEFAULT_TYPE_PREFIX, MappingError, eventId, mapRecord } from "../../src/cloudevents/map.js";
+import type { MappingOptions } from "../../src/cloudevents/map.js";
+
+// Repo root is two levels up from test/unit.
+const root = new URL("../../", import.meta.url);
+const readText = (relative: string) => readFileSync(fileURLToPath(new URL(relative, root)), "utf8");
+const readJson = (relative: string): unknown => JSON.parse(readText(relative));
+
+const tsvText = readText("config/auth0-log-event-types.tsv");
+const registry = EventTypeRegistry.fromTsv(tsvText);
+const defaults: MappingOptions = { typePrefix: DEFAULT_TYPE_PREFIX };
+
+/** The table read independently of the registry: code -> api_filter ("other" when empty). */
+const tableFilters = new Map(
+  tsvText
+    .trim()
+    .split("\n")
+    .slice(1)
+    .map((line) => {
+      const cols = line.split("\t");
+      return [cols[0] ?? "", cols[4] || "other"] as const;
+    }),
+);
+
+/** Auth0's per-code JSON Schemas (test/fixtures/auth0-log-schemas, Apache-2.0). */
+const schemas = readJson("test/fixtures/auth0-log-schemas/schemas.json") as Record<string, object>;
+const ajv = new Ajv({ strict: false, allErrors: true });
+ajvFormats.default(ajv);
+function assertMatchesSchema(code: string, data: unknown): void {
+  const schema = schemas[code];
+  assert.ok(schema, `no schema for ${code}`);
+  const validate = ajv.getSchema(code) ?? (ajv.addSchema(schema, code), ajv.getSchema(code));
+  assert.ok(validate);
+  assert.ok(validate(data), `${code}: ${ajv.errorsText(validate.errors)}`);
+}
+
+/** The event as it goes on the wire (drops the attributes cloudevents leaves undefined). */
+const wire = (event: object): Record<string, unknown> => JSON.parse(JSON.stringify(event)) as Record<string, unknown>;
+
+function record(data: Record<string, unknown>, logId?: string): Auth0LogRecord {
+  const withType = { type: "s", ...data } as Auth0LogRecord["data"];
+  return logId === undefined ? { data: withType } : { log_id: logId, data: withType };
+}
+
+describe("golden: one record per API filter category", () => {
+  const index = readJson("test/fixtures/golden/index.json") as {
+    category: string;
+    code: string;
+    origin: "elastic" | "synthetic";
+  }[];
+
+  it("covers every category of the table, plus unknown", () => {
+    assert.deepEqual(index.map((g) => g.category).sort(), [...registry.categories(), "unknown"].sort());
+  });
+
+  for (const golden of index) {
+    it(`${golden.category} (${golden.code})`, () => {
+      const input = readJson(`test/fixtures/golden/${golden.category}.input.json`) as Auth0LogRecord;
+      const expected = readJson(`test/fixtures/golden/${golden.category}.expected.json`);
+      assert.equal(input.data.type, golden.code);
+      assert.equal(registry.lookup(golden.code).apiFilter, golden.category);
+
+      const { event, code, info } = mapRecord(input, registry, defaults);
+      assert.equal(code, golden.code);
+      assert.equal(info.apiFilter, golden.category);
+      assert.deepEqual(wire(event), expected);
+    });
+  }
+
+  it("synthetic inputs follow Auth0's schema for their code", () => {
+    let checked = 0;
+    for (const golden of index.filter((g) => g.origin === "synthetic" && g.code in schemas)) {
+      const input = readJson(`test/fixtures/golden/${golden.category}.input.json`) as Auth0LogRecord;
+      assertMatchesSchema(golden.code, input.data);
+      checked++;
+    }
+    assert.equal(checked, 9); // all synthetic ones except fapi (legacy) and the invented code
+  });
+});
+
+describe("every code in the table maps to a valid CloudEvent", () => {
+  const examples = readText("test/fixtures/auth0-examples.jsonl")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as Auth0LogRecord);
+
+  it("has one example per code, in table order", () => {
+    assert.equal(examples.length, 197);
+    assert.deepEqual(
+      examples.map((r) => r.data.type),
+      [...tableFilters.keys()],
+    );
+  });
+
+  it("examples of codes with a schema follow it (166 codes)", () => {
+    const withSchema = examples.filter((r) => r.data.type in schemas);
+    assert.equal(withSchema.length, 166);
+    for (const example of withSchema) assertMatchesSchema(example.data.type, example.data);
+  });
+
+  it("maps each example with the right type, id and extensions", () => {
+    for (const example of examples) {
+      const code = example.data.type;
+      const { event, info } = mapRecord(example, registry, defaults);
+      assert.equal(info.known, true, code);
+      assert.equal(event.type, `com.auth0.log.${code}`);
+      assert.equal(event.auth0code, code);
+      assert.equal(event.auth0category, tableFilters.get(code), code);
+      assert.equal(event.id, example.log_id);
+      assert.equal(event.time, example.data.date);
+      const host = example.data.hostname ?? example.data.tenant_name;
+      assert.equal(event.source, `urn:auth0:${String(host)}`, code);
+      assert.equal(event.validate(), true);
+      for (const key of Object.keys(wire(event))) {
+        if (key !== "data") assert.match(key, /^[a-z0-9]+$/);
+      }
+    }
+  });
+});
+
+describe("id", () => {
+  it("is the envelope log_id", () => {
+    const r = record({ log_id: "900inner", _id: "900underscore" }, "900top");
+    assert.equal(eventId(r), "900top");
+    assert.equal(mapRecord(r, registry, defaults).event.id, "900top");
+  });
+
+  it("falls back to data.log_id, then data._id", () => {
+    assert.equal(eventId(record({ log_id: "900inner", _id: "900underscore" })), "900inner");
+    assert.equal(eventId(record({ log_id: "900inner" }, "")), "900inner");
+    assert.equal(eventId(record({ log_id: "", _id: "900underscore" })), "900underscore");
+    assert.equal(mapRecord(record({ _id: "900underscore" }), registry, defaults).event.id, "900underscore");
+  });
+
+  it("ignores ids that are not non-empty strings", () => {
+    const r = { log_id: 42, data: { type: "s", log_id: null, _id: "" } } as unknown as Auth0LogRecord;
+    assert.match(eventId(r), /^sha256:[0-9a-f]{64}$/);
+  });
+
+  it("is a SHA-256 of the canonical JSON (keys sorted) when there is no log id", () => {
+    const r: Auth0LogRecord = {
+      data: {
+        type: "f",
+        date: "2024-01-15T10:30:00.000Z",
+        details: { b: [3, { z: 1, a: null }], a: true },
+        hostname: "example-tenant.eu.auth0.com",
+      },
+    };
+    // Pinned: computed independently with Python (json.dumps(sort_keys=True, separators=(",", ":"))).
+    const expected = "sha256:17d8e2f64341574bc1d1b971dfd691cc77f0b17543df11dd1a1ad1307169fca8";
+    assert.equal(eventId(r), expected);
+    assert.equal(mapRecord(r, registry, defaults).event.id, expected);
+  });
+
+  it("does not depend on key order (a redelivery keeps its id)", () => {
+    const a: Auth0LogRecord = { data: { type: "f", ip: "203.0.113.9", details: { x: 1, y: [{ p: 1, q: 2 }] } } };
+    const b = { data: { details: { y: [{ q: 2, p: 1 }], x: 1 }, ip: "203.0.113.9", type: "f" } } as Auth0LogRecord;
+    assert.equal(eventId(a), eventId(b));
+  });
+
+  it("differs for different records", () => {
+    const a: Auth0LogRecord = { data: { type: "f", ip: "203.0.113.9" } };
+    const b: Auth0LogRecord = { data: { type: "f", ip: "203.0.113.10" } };
+    const c: Auth0LogRecord = { data: { type: "f", ip: "203.0.113.9", details: [1, 2] } };
+    const d: Auth0LogRecord = { data: { type: "f", ip: "203.0.113.9", details: [2, 1] } };
+    const ids = new Set([a, b, c, d].map(eventId));
+    assert.equal(ids.size, 4);
+  });
+
+  it("property: shuffling keys at every level never changes the hash id", () => {
+    const reversed = (v: unknown): unknown => {
+      if (Array.isArray(v)) return v.map(reversed);
+      if (v !== null && typeof v === "object") {
+        return Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reversed(x)]));
+      }
+      return v;
+    };
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), (fields) => {
+        const r = { data: { ...fields, type: "f" } } as Auth0LogRecord;
+        delete r.data.log_id;
+        delete r.data._id;
+        assert.equal(eventId(r), eventId(reversed(r) as Auth0LogRecord));
+      }),
+    );
+  });
+});
+
+describe("subject", () => {
+  const subjectOf = (data: Record<string, unknown>) => mapRecord(record(data, "900"), registry, defaults).event;
+
+  it("is users/<user_id> when user_id is set", () => {
+    assert.equal(subjectOf({ user_id: "auth0|abc", client_id: "cid" }).subject, "users/auth0|abc");
+  });
+
+  it("is clients/<client_id> when user_id is empty or missing", () => {
+    assert.equal(subjectOf({ user_id: "", client_id: "cid" }).subject, "clients/cid");
+    assert.equal(subjectOf({ client_id: "cid" }).subject, "clients/cid");
+    assert.equal(subjectOf({ user_id: 7, client_id: "cid" }).subject, "clients/cid");
+  });
+
+  it("is absent when neither is a non-empty string", () => {
+    for (const data of [{}, { user_id: "", client_id: "" }, { client_id: null }]) {
+      const event = subjectOf(data);
+      assert.equal(event.subject, undefined);
+      assert.equal("subject" in wire(event), false);
+    }
+  });
+});
+
+describe("source and auth0tenant", () => {
+  const map = (data: Record<string, unknown>, options: MappingOptions = defaults) =>
+    mapRecord(record(data, "900"), registry, options).event;
+
+  it("use data.hostname first", () => {
+    const event = map({ hostname: "login.example.com", tenant_name: "example" });
+    assert.equal(event.source, "urn:auth0:login.example.com");
+    assert.equal(event.auth0tenant, "login.example.com");
+  });
+
+  it("fall back to data.tenant_name", () => {
+    for (const hostname of [undefined, ""]) {
+      const event = map({ hostname, tenant_name: "example" });
+      assert.equal(event.source, "urn:auth0:example");
+      assert.equal(event.auth0tenant, "example");
+    }
+  });
+
+  it("source is urn:auth0:unknown and auth0tenant absent when neither is there", () => {
+    const event = map({ hostname: "", tenant_name: 5 });
+    assert.equal(event.source, "urn:auth0:unknown");
+    assert.equal("auth0tenant" in wire(event), false);
+  });
+
+  it("CLOUDEVENTS_SOURCE (options.source) wins for every event", () => {
+    const options = { ...defaults, source: "https://auth0-bridge.example.com/tenants/prod" };
+    assert.equal(map({ hostname: "login.example.com" }, options).source, options.source);
+    assert.equal(map({}, options).source, options.source);
+    // auth0tenant still tells where the event came from.
+    assert.equal(map({ hostname: "login.example.com" }, options).auth0tenant, "login.example.com");
+  });
+
+  it("an empty options.source counts as not set", () => {
+    assert.equal(map({ tenant_name: "example" }, { ...defaults, source: "" }).source, "urn:auth0:example");
+  });
+});
+
+describe("time", () => {
+  const map = (date: unknown) => mapRecord(record({ date }, "900"), registry, defaults).event;
+  const assertNow = (time: string | undefined, before: number) => {
+    assert.ok(time);
+    const ms = Date.parse(time);
+    assert.ok(ms >= before && ms <= Date.now(), time);
+  };
+
+  it("is data.date", () => {
+    assert.equal(map("2021-11-03T03:06:05.696Z").time, "2021-11-03T03:06:05.696Z");
+  });
+
+  it("is normalised to RFC 3339 UTC", () => {
+    assert.equal(map("2024-01-15T11:30:00+01:00").time, "2024-01-15T10:30:00.000Z");
+    assert.equal(map("2024-01-15T10:30:00Z").time, "2024-01-15T10:30:00.000Z");
+  });
+
+  it("defaults to now when data.date is absent, invalid or not a string", () => {
+    const before = Date.now();
+    for (const date of [undefined, "", "not a date", "2024-13-45T99:00:00Z", "+010000-01-01T00:00:00.000Z", 1705314600000, { $date: "2024-01-15T10:30:00Z" }]) {
+      assertNow(map(date).time, before);
+    }
+  });
+});
+
+describe("type", () => {
+  it("is <typePrefix>.<code>", () => {
+    const r = record({ type: "gd_send_sms" }, "900");
+    assert.equal(mapRecord(r, registry, defaults).event.type, "com.auth0.log.gd_send_sms");
+    assert.equal(mapRecord(r, registry, { typePrefix: "com.example.idp" }).event.type, "com.example.idp.gd_send_sms");
+    assert.equal(mapRecord(r, registry, { typePrefix: "" }).event.type, "com.auth0.log.gd_send_sms");
+  });
+
+  it("uses typeOverride when it returns a string", () => {
+    const seen: string[] = [];
+    const options: MappingOptions = {
+      ...defaults,
+      typeOverride: (info) => {
+        seen.push(`${info.code}:${info.apiFilter}`);
+        return info.apiFilter === "auth.login.fail" ? "com.example.security.login_failed" : undefined;
+      },
+    };
+    assert.equal(mapRecord(record({ type: "fp" }, "1"), registry, options).event.type, "com.example.security.login_failed");
+    assert.equal(mapRecord(record({ type: "s" }, "2"), registry, options).event.type, "com.auth0.log.s");
+    assert.equal(mapRecord(record({ type: "zzz" }, "3"), registry, options).event.type, "com.auth0.log.zzz");
+    assert.deepEqual(seen, ["fp:auth.login.fail", "s:auth.login.success", "zzz:unknown"]);
+  });
+});
+
+describe("extensions", () => {
+  it("carry the code and the category, 'unknown' for codes outside the table", () => {
+    const known = mapRecord(record({ type: "sapi" }, "1"), registry, defaults);
+    assert.equal(known.event.auth0code, "sapi");
+    assert.equal(known.event.auth0category, "management.success");
+    const unknown = mapRecord(record({ type: "new_code_2030" }, "2"), registry, defaults);
+    assert.equal(unknown.event.auth0code, "new_code_2030");
+    assert.equal(unknown.event.auth0category, "unknown");
+    assert.equal(unknown.info.known, false);
+  });
+});
+
+describe("data", () => {
+  it("is the record's own object, unchanged and not frozen", () => {
+    const r = readJson("test/fixtures/golden/management.success.input.json") as Auth0LogRecord;
+    const snapshot = structuredClone(r);
+    const { event } = mapRecord(r, registry, defaults);
+    assert.equal(event.data, r.data);
+    assert.deepEqual(r, snapshot);
+    assert.equal(event.datacontenttype, "application/json");
+    // cloudevents 10 freezes the event itself, shallowly.
+    assert.equal(Object.isFrozen(event), true);
+    assert.equal(Object.isFrozen(r.data), false);
+    assert.equal(Object.isFrozen(r.data.details), false);
+  });
+
+  it("the event passes cloudevents' own validation", () => {
+    const r = readJson("test/fixtures/golden/auth.login.success.input.json") as Auth0LogRecord;
+    assert.equal(mapRecord(r, registry, defaults).event.validate(), true);
+  });
+});
+
+describe("MappingError", () => {
+  it("wraps cloudevents' validation error as invalid_cloudevent, without record content", () => {
+    const r = record({ hostname: "bad host name with spaces", user_id: "auth0|secret-user" }, "900");
+    assert.throws(
+      () => mapRecord(r, registry, defaults),
+      (err: unknown) => {
+        assert.ok(err instanceof MappingError);
+        assert.equal(err.name, "MappingError");
+        assert.equal(err.reason, "invalid_cloudevent");
+        assert.match(err.message, /\/source/);
+        assert.doesNotMatch(err.message, /bad host|secret-user/);
+        return true;
+      },
+    );
+  });
+
+  it("an override that returns an empty type is invalid_cloudevent", () => {
+    assert.throws(() => mapRecord(record({}, "1"), registry, { ...defaults, typeOverride: () => "" }), {
+      name: "MappingError",
+      reason: "invalid_cloudevent",
+    });
+  });
+
+  it("rejects records without data or data.type", () => {
+    const noData = { log_id: "1", data: null } as unknown as Auth0LogRecord;
+    assert.throws(() => mapRecord(noData, registry, defaults), { reason: "missing_data" });
+    const noType = { log_id: "1", data: { type: "" } } as Auth0LogRecord;
+    assert.throws(() => mapRecord(noType, registry, defaults), { reason: "missing_type" });
+  });
+
+  it("property: any record either maps to a valid event or throws MappingError", () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          hostname: fc.option(fc.string(), { nil: undefined }),
+          tenant_name: fc.option(fc.string(), { nil: undefined }),
+          user_id: fc.option(fc.oneof(fc.string(), fc.integer()), { nil: undefined }),
+          client_id: fc.option(fc.oneof(fc.string(), fc.constant(null)), { nil: undefined }),
+          date: fc.option(fc.oneof(fc.string(), fc.date({ noInvalidDate: true }).map((d) => d.toISOString())), { nil: undefined }),
+          type: fc.oneof(fc.constantFrom(...registry.codes()), fc.string({ minLength: 1 })),
+        }),
+        (data) => {
+          const r = { data } as Auth0LogRecord;
+          try {
+            const { event } = mapRecord(r, registry, defaults);
+            assert.equal(event.validate(), true);
+            assert.equal(event.data, r.data);
+          } catch (err) {
+            assert.ok(err instanceof MappingError, String(err));
+            assert.equal(err.reason, "invalid_cloudevent");
+          }
+        },
+      ),
+    );
+  });
+});
