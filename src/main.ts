@@ -9,7 +9,7 @@ import type { Writable } from "node:stream";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { AzureKeyCredential, AzureSASCredential } from "@azure/core-auth";
 import { loadRegistry } from "./auth0/registry.js";
-import { loadConfig, ConfigError, secretValues } from "./config/load.js";
+import { loadConfig, ConfigError, secretValues, DEV_STREAM_TOKEN } from "./config/load.js";
 import type { Config } from "./config/settings.js";
 import { startEmulator, type Emulator } from "./emulator/emulator.js";
 import { tokenVerifier } from "./ingest/auth.js";
@@ -77,7 +77,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const logger = createLogger({
     level: config.LOG_LEVEL,
     format: config.LOG_FORMAT,
-    secrets: secretValues(config),
+    // The development token is public (documented), so local mode may print it.
+    secrets: secretValues(config).filter((s) => s !== DEV_STREAM_TOKEN),
     defaultMeta: { service: "auth0-eventgrid-bridge" },
     ...(options.logStream ? { stream: options.logStream } : {}),
   });
@@ -237,7 +238,7 @@ async function main(): Promise<void> {
   if (emulator) {
     const token = config.AUTH0_STREAM_TOKEN ?? "";
     process.stdout.write(
-      `\nLocal mode. Try it:\n  curl -sS -X POST '${bridge.ingestUrl}' -H 'Authorization: ${token === "dev-stream-token" ? token : "<your AUTH0_STREAM_TOKEN>"}' --data-binary @test/fixtures/format-json-lines.jsonl\n` +
+      `\nLocal mode. Try it:\n  curl -sS -X POST '${bridge.ingestUrl}' -H 'Authorization: ${token === DEV_STREAM_TOKEN ? token : "<your AUTH0_STREAM_TOKEN>"}' --data-binary @test/fixtures/format-json-lines.jsonl\n` +
         `Events land in data/emulator-events.jsonl; metrics at ${bridge.adminUrl}/metrics, health at ${bridge.adminUrl}/health\n\n`,
     );
   }

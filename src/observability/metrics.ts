@@ -16,7 +16,16 @@ export interface Metrics {
   lastPublishSuccess: Gauge;
   ready: Gauge;
   info: Gauge<"version">;
+  eventsDeadLettered: Counter<"reason">;
+  deadLetterRecords: Gauge;
+  eventsDuplicate: Counter;
+  inflightEvents: Gauge;
+  circuitBreakerState: Gauge;
+  ingestRejectedBusy: Counter;
 }
+
+/** Numeric values of auth0_bridge_circuit_breaker_state. */
+export const BREAKER_STATE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
 
 export function createMetrics(options: { version: string; defaultMetrics?: boolean }): Metrics {
   const registry = new Registry();
@@ -93,6 +102,37 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
       name: "auth0_bridge_info",
       help: "Build information; the value is always 1.",
       labelNames: ["version"],
+      registers,
+    }),
+    eventsDeadLettered: new Counter({
+      name: "auth0_bridge_events_dead_lettered_total",
+      help: "Events (or unparseable bodies) written to the dead-letter store, by reason.",
+      labelNames: ["reason"],
+      registers,
+    }),
+    deadLetterRecords: new Gauge({
+      name: "auth0_bridge_dead_letter_records",
+      help: "Records waiting in the dead-letter store (not yet replayed).",
+      registers,
+    }),
+    eventsDuplicate: new Counter({
+      name: "auth0_bridge_events_duplicate_total",
+      help: "Events not published again because their log_id was published recently (redelivery).",
+      registers,
+    }),
+    inflightEvents: new Gauge({
+      name: "auth0_bridge_inflight_events",
+      help: "Events accepted from senders and not yet answered for.",
+      registers,
+    }),
+    circuitBreakerState: new Gauge({
+      name: "auth0_bridge_circuit_breaker_state",
+      help: "Event Grid circuit breaker: 0 closed (publishing), 1 half-open (probing), 2 open (not calling Event Grid).",
+      registers,
+    }),
+    ingestRejectedBusy: new Counter({
+      name: "auth0_bridge_ingest_throttled_total",
+      help: "Requests answered 429 because MAX_INFLIGHT_EVENTS events were already in flight.",
       registers,
     }),
   };
