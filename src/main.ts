@@ -18,8 +18,10 @@ import { createAdminApp } from "./observability/admin.js";
 import { HealthModel } from "./observability/health.js";
 import { createLogger, flushLogger, type Logger } from "./observability/logger.js";
 import { createMetrics, type Metrics } from "./observability/metrics.js";
+import { RecentIds } from "./pipeline/dedupe.js";
 import { Pipeline } from "./pipeline/pipeline.js";
 import { RoutingRules } from "./pipeline/routing.js";
+import { DeadLetterStore } from "./sinks/dead-letter.js";
 import { createEventGridClient, EventGridPublisher } from "./sinks/eventgrid.js";
 import { checkEventGridTarget, type EventGridCredential } from "./sinks/eventgrid-target.js";
 
@@ -45,6 +47,7 @@ export interface Bridge {
   logger: Logger;
   metrics: Metrics;
   health: HealthModel;
+  deadLetters: DeadLetterStore;
   /** Resolves when the start-up check of the Event Grid target has passed. */
   whenReady: Promise<void>;
   stop(): Promise<void>;
@@ -93,6 +96,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   });
   const registry = await loadRegistry(resolve(ROOT_DIR, config.EVENT_TYPES_FILE));
 
+  const deadLetters = await DeadLetterStore.open({
+    dir: resolve(process.cwd(), config.DEAD_LETTER_DIR),
+    maxFileBytes: config.DEAD_LETTER_MAX_FILE_BYTES,
+    version: VERSION,
+    onCountChange: (waiting) => metrics.deadLetterRecords.set(waiting),
+  });
   const publisher = new EventGridPublisher({
     client: createEventGridClient(config.EVENTGRID_ENDPOINT, credential, config.EVENTGRID_ALLOW_INSECURE),
     ...(config.EVENTGRID_CHANNEL ? { channel: config.EVENTGRID_CHANNEL } : {}),
@@ -101,6 +110,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     backoff: { baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS, retryAfterMaxMs: config.RETRY_AFTER_MAX_MS },
     maxBatchBytes: config.MAX_BATCH_BYTES,
     maxBatchEvents: config.MAX_BATCH_EVENTS,
+    breaker: { failureThreshold: config.BREAKER_FAILURE_THRESHOLD, cooldownMs: config.BREAKER_COOLDOWN_MS },
     logger,
     metrics,
     ...(options.sleep ? { sleep: options.sleep } : {}),
@@ -110,12 +120,22 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     routing: new RoutingRules(config),
     mapping: { typePrefix: config.CLOUDEVENTS_TYPE_PREFIX, ...(config.CLOUDEVENTS_SOURCE ? { source: config.CLOUDEVENTS_SOURCE } : {}) },
     sink: publisher,
+    deadLetters,
+    recent: new RecentIds(config.DEDUPE_WINDOW),
     logger,
     metrics,
     health,
     maxEventBytes: Math.min(EVENTGRID_MAX_EVENT_BYTES, config.MAX_BATCH_BYTES - 2),
+    maxInflightEvents: config.MAX_INFLIGHT_EVENTS,
+    onExhausted: config.ON_EXHAUSTED,
     retryAfterSeconds: config.RESPONSE_RETRY_AFTER_SECONDS,
   });
+  health.setLiveState(() => ({ circuitBreaker: publisher.breaker.state, deadLetterRecords: deadLetters.waitingRecords, inflightEvents: pipeline.inflightEvents }));
+  // A replay run in another process settles records; pick that up for the gauge now and then.
+  const recountTimer = setInterval(() => {
+    deadLetters.recount().catch((error: unknown) => logger.warn("dead-letter recount failed", { error: error instanceof Error ? error.message : String(error) }));
+  }, 60_000);
+  recountTimer.unref();
 
   const tokens = [config.AUTH0_STREAM_TOKEN, config.AUTH0_STREAM_TOKEN_PREVIOUS].filter((t): t is string => typeof t === "string" && t.length > 0);
   const ingestApp = createIngestApp({
@@ -202,11 +222,13 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       const adminClosed = closeServer(admin);
       admin.closeAllConnections();
       await adminClosed;
+      clearInterval(recountTimer);
+      await deadLetters.close();
       logger.info("stopped");
       await flushLogger(logger);
     })());
 
-  return { ingestUrl, adminUrl, logger, metrics, health, whenReady, stop };
+  return { ingestUrl, adminUrl, logger, metrics, health, deadLetters, whenReady, stop };
 }
 
 /** Run as a program: configuration from the environment, the local emulator when no target is set. */

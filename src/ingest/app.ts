@@ -6,14 +6,14 @@ import { decodeBody } from "../auth0/decode.js";
 import { BodyParseError } from "../auth0/record.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import type { Pipeline } from "../pipeline/pipeline.js";
+import type { Pipeline, PipelineOutcome } from "../pipeline/pipeline.js";
 import type { TokenVerifier } from "./auth.js";
 
 export interface IngestAppOptions {
   path: string;
   maxBodyBytes: number;
   verifyToken: TokenVerifier;
-  pipeline: Pick<Pipeline, "process">;
+  pipeline: Pick<Pipeline, "process" | "rejectBody" | "saturated" | "throttled">;
   logger: Logger;
   metrics: Metrics;
 }
@@ -45,21 +45,33 @@ export function createIngestApp(options: IngestAppOptions): express.Express {
   // body-parser applies the limit to the inflated bytes, which also stops gzip bombs.
   const readBody = express.raw({ type: () => true, limit: options.maxBodyBytes, inflate: true });
 
-  app.post(options.path, authenticate, readBody, async (req: Request, res: Response) => {
+  const answer = (res: Response, outcome: PipelineOutcome) => {
+    if ("retryAfterSeconds" in outcome) res.set("retry-after", String(outcome.retryAfterSeconds));
+    res.status(outcome.status).json(outcome.body);
+  };
+
+  // Back-pressure: when too many events are in flight, answer at once, before reading the body.
+  const admit = (_req: Request, res: Response, next: NextFunction) => {
+    if (!options.pipeline.saturated) return next();
+    res.set("connection", "close");
+    answer(res, options.pipeline.throttled());
+  };
+
+  app.post(options.path, authenticate, admit, readBody, async (req: Request, res: Response) => {
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    // Invalid UTF-8 becomes U+FFFD instead of blocking the stream: Auth0 would redeliver forever.
+    const text = raw.toString("utf8");
     let decoded;
     try {
-      decoded = decodeBody(raw.toString("utf8"));
+      decoded = decodeBody(text);
     } catch (error) {
       if (error instanceof BodyParseError) {
         logger.warn("ingest body is not JSON", { error: error.message, bytes: raw.length });
-        return sendError(res, 400, "invalid_body", error.message, error.location as Record<string, unknown>);
+        return answer(res, await options.pipeline.rejectBody(text, error.message, error.location as Record<string, unknown>));
       }
       throw error;
     }
-    const outcome = await options.pipeline.process(decoded);
-    if (outcome.status === 503) res.set("retry-after", String(outcome.retryAfterSeconds));
-    res.status(outcome.status).json(outcome.body);
+    answer(res, await options.pipeline.process(decoded));
   });
 
   app.all(options.path, (_req, res) => {

@@ -20,6 +20,16 @@ export interface HealthSnapshot {
   counters: { received: number; published: number; filtered: number; rejected: number; failed: number };
   lastPublishSuccess: string | null;
   lastErrors: HealthError[];
+  /** Live state read from the pipeline and sinks when the snapshot is taken. */
+  circuitBreaker?: string;
+  deadLetterRecords?: number;
+  inflightEvents?: number;
+}
+
+export interface LiveState {
+  circuitBreaker: string;
+  deadLetterRecords: number;
+  inflightEvents: number;
 }
 
 const MAX_ERRORS = 10;
@@ -34,10 +44,17 @@ export class HealthModel {
   private notReadyReason = "starting";
   readonly counters = { received: 0, published: 0, filtered: 0, rejected: 0, failed: 0 };
 
+  private live: (() => LiveState) | undefined;
+
   constructor(
     private readonly info: { version: string; target: HealthSnapshot["target"] },
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** Wired by the composition root once the sinks exist. */
+  setLiveState(live: () => LiveState): void {
+    this.live = live;
+  }
 
   recordError(error: Omit<HealthError, "time">): void {
     this.errors.unshift({ time: new Date(this.now()).toISOString(), ...error });
@@ -81,6 +98,7 @@ export class HealthModel {
       counters: { ...this.counters },
       lastPublishSuccess: this.lastSuccessAt === null ? null : new Date(this.lastSuccessAt).toISOString(),
       lastErrors: [...this.errors],
+      ...this.live?.(),
     };
   }
 }

@@ -1,17 +1,26 @@
-// The transform and delivery path of one ingested request: filter -> map -> deliver.
-// It owns the answer the request gets: 200 only when every forwarded event was accepted by
-// Event Grid; 503 with Retry-After otherwise, so that Auth0 keeps the logs and redelivers.
-import type { DecodedBody } from "../auth0/record.js";
+// The transform and delivery path of one ingested request: filter -> map -> dedupe -> deliver,
+// then keep what could not be delivered in the dead-letter store. It owns the answer the request
+// gets: 200 only when every event is published or durably dead-lettered; 503 with Retry-After
+// when Event Grid is unavailable (Auth0 keeps the logs and redelivers); 429 when too many events
+// are already in flight.
+import type { AcceptedItem, DecodedBody } from "../auth0/record.js";
 import type { EventTypeInfo, EventTypeRegistry } from "../auth0/registry.js";
 import { mapRecord, MappingError, type MappingOptions } from "../cloudevents/map.js";
 import type { HealthModel } from "../observability/health.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
+import type { DeadLetterEntry } from "../sinks/dead-letter.js";
+import { toWire } from "../sinks/cloudevent-wire.js";
 import type { DeliveryResult, OutgoingEvent } from "../sinks/eventgrid.js";
+import type { RecentIds } from "./dedupe.js";
 import type { RoutingRules } from "./routing.js";
 
 export interface EventSink {
   deliver(events: readonly OutgoingEvent[]): Promise<DeliveryResult>;
+}
+
+export interface DeadLetterSink {
+  append(entries: readonly DeadLetterEntry[]): Promise<void>;
 }
 
 export interface Rejection {
@@ -25,46 +34,106 @@ export interface IngestSummary {
   published: number;
   filtered: number;
   rejected: number;
+  duplicates: number;
+  dead_lettered: number;
   rejections: Rejection[];
 }
 
+type ErrorBody = { error: string; message: string };
+
 export type PipelineOutcome =
   | { status: 200; body: IngestSummary }
-  | { status: 503; retryAfterSeconds: number; body: IngestSummary & { error: string; message: string; failed: number } };
+  | { status: 400; body: ErrorBody & Record<string, unknown> }
+  | { status: 429 | 503; retryAfterSeconds: number; body: ErrorBody & Partial<IngestSummary> & { failed?: number } };
 
 export interface PipelineOptions {
   registry: EventTypeRegistry;
   routing: RoutingRules;
   mapping: Omit<MappingOptions, "typeOverride">;
   sink: EventSink;
+  deadLetters: DeadLetterSink;
+  recent: RecentIds;
   logger: Logger;
   metrics: Metrics;
   health: HealthModel;
   /** Largest single event Event Grid takes (bytes); larger ones are never sent. */
   maxEventBytes: number;
-  /** Retry-After sent with a 503. */
+  maxInflightEvents: number;
+  /** What happens to events when Event Grid stays unavailable: 503 (retry) or dead-letter + 200. */
+  onExhausted: "retry" | "dead-letter";
+  /** Retry-After sent with a 503 or 429. */
   retryAfterSeconds: number;
 }
 
 // Unknown codes come from the sender; cap how many distinct ones become metric labels.
 const MAX_UNKNOWN_CODE_LABELS = 100;
 
+const eventJson = (event: OutgoingEvent) => toWire(event.input);
+
 export class Pipeline {
   private readonly mapping: MappingOptions;
   private readonly unknownCodes = new Set<string>();
+  private inflight = 0;
 
   constructor(private readonly options: PipelineOptions) {
     this.mapping = { ...options.mapping, typeOverride: options.routing.typeOverride };
   }
 
+  /** True when no more work should be accepted (checked before a body is even read). */
+  get saturated(): boolean {
+    return this.inflight >= this.options.maxInflightEvents;
+  }
+
+  get inflightEvents(): number {
+    return this.inflight;
+  }
+
+  throttled(): PipelineOutcome {
+    this.options.metrics.ingestRejectedBusy.inc();
+    return {
+      status: 429,
+      retryAfterSeconds: this.options.retryAfterSeconds,
+      body: { error: "too_busy", message: `more than ${this.options.maxInflightEvents} events are being delivered; send this request again later` },
+    };
+  }
+
+  /** An authenticated body that is not JSON at all: kept in the dead-letter store, answered 400. */
+  async rejectBody(raw: string, message: string, location: Record<string, unknown>): Promise<PipelineOutcome> {
+    if (raw.trim() === "") return { status: 400, body: { error: "invalid_body", message, ...location } };
+    try {
+      await this.options.deadLetters.append([{ reason: "unparseable_body", raw, error: message }]);
+    } catch (error) {
+      return this.storeUnavailable(error);
+    }
+    this.options.metrics.eventsDeadLettered.inc({ reason: "unparseable_body" });
+    return { status: 400, body: { error: "invalid_body", message, ...location } };
+  }
+
   async process(decoded: DecodedBody): Promise<PipelineOutcome> {
-    const { registry, routing, metrics, logger, health, sink } = this.options;
-    const summary: IngestSummary = { received: decoded.items.length, published: 0, filtered: 0, rejected: 0, rejections: [] };
+    const count = decoded.items.length;
+    // One request larger than the cap still goes through when nothing else is in flight.
+    if (this.inflight > 0 && this.inflight + count > this.options.maxInflightEvents) return this.throttled();
+    this.inflight += count;
+    this.options.metrics.inflightEvents.set(this.inflight);
+    try {
+      return await this.run(decoded);
+    } finally {
+      this.inflight -= count;
+      this.options.metrics.inflightEvents.set(this.inflight);
+    }
+  }
+
+  private async run(decoded: DecodedBody): Promise<PipelineOutcome> {
+    const { registry, routing, metrics, health, sink, recent } = this.options;
+    const summary: IngestSummary = { received: decoded.items.length, published: 0, filtered: 0, rejected: 0, duplicates: 0, dead_lettered: 0, rejections: [] };
     const outgoing: OutgoingEvent[] = [];
+    const dead: DeadLetterEntry[] = [];
+    const records = new Map<OutgoingEvent, AcceptedItem>();
 
     for (const item of decoded.items) {
       if (!item.ok) {
         this.reject(summary, item.index, item.reason, item.detail);
+        dead.push({ reason: "invalid_record", detail: item.reason, error: item.detail, ...(typeof item.raw === "string" ? { raw: item.raw } : item.raw !== undefined ? { record: item.raw } : {}) });
         continue;
       }
       const info = registry.lookup(item.record.data.type);
@@ -75,63 +144,126 @@ export class Pipeline {
         metrics.eventsFiltered.inc({ code: codeLabel });
         continue;
       }
+      let event;
       try {
-        const { event } = mapRecord(item.record, registry, this.mapping);
-        const bytes = Buffer.byteLength(JSON.stringify(event));
-        if (bytes > this.options.maxEventBytes) {
-          this.reject(summary, item.index, "event_too_large", `event is ${bytes} bytes; Event Grid takes at most ${this.options.maxEventBytes}`, event.id);
-          continue;
-        }
-        outgoing.push({
-          id: event.id,
-          code: codeLabel,
-          bytes,
-          input: {
-            id: event.id,
-            type: event.type,
-            source: event.source,
-            ...(event.time !== undefined ? { time: new Date(event.time) } : {}),
-            ...(event.subject !== undefined ? { subject: event.subject } : {}),
-            datacontenttype: event.datacontenttype ?? "application/json",
-            data: event.data,
-            extensionAttributes: extensionsOf(event as unknown as Record<string, unknown>),
-          },
-        });
+        event = mapRecord(item.record, registry, this.mapping).event;
       } catch (error) {
         const reason = error instanceof MappingError ? error.reason : "mapping_failed";
         const detail = error instanceof Error ? error.message : String(error);
         this.reject(summary, item.index, reason, detail);
+        dead.push({ reason: "invalid_record", detail: reason, error: detail, record: item.record, code: info.code });
+        continue;
       }
+      if (recent.has(event.id)) {
+        summary.duplicates++;
+        metrics.eventsDuplicate.inc();
+        continue;
+      }
+      const structured = JSON.stringify(event);
+      const bytes = Buffer.byteLength(structured);
+      if (bytes > this.options.maxEventBytes) {
+        const detail = `event is ${bytes} bytes; Event Grid takes at most ${this.options.maxEventBytes}`;
+        this.reject(summary, item.index, "event_too_large", detail, event.id);
+        dead.push({ reason: "event_too_large", error: detail, log_id: event.id, code: info.code, record: item.record, event: JSON.parse(structured) as Record<string, unknown> });
+        continue;
+      }
+      const out: OutgoingEvent = {
+        id: event.id,
+        code: codeLabel,
+        bytes,
+        input: {
+          id: event.id,
+          type: event.type,
+          source: event.source,
+          ...(event.time !== undefined ? { time: new Date(event.time) } : {}),
+          ...(event.subject !== undefined ? { subject: event.subject } : {}),
+          datacontenttype: event.datacontenttype ?? "application/json",
+          data: event.data,
+          extensionAttributes: extensionsOf(event as unknown as Record<string, unknown>),
+        },
+      };
+      outgoing.push(out);
+      records.set(out, item);
     }
 
     health.counters.received += summary.received;
     health.counters.filtered += summary.filtered;
-    health.counters.rejected += summary.rejected;
-    if (outgoing.length === 0) return { status: 200, body: summary };
 
-    const result = await sink.deliver(outgoing);
+    let result: DeliveryResult = { published: [], rejected: [], failed: [] };
+    if (outgoing.length > 0) result = await sink.deliver(outgoing);
+
     summary.published = result.published.length;
-    for (const event of result.published) metrics.eventsPublished.inc({ code: event.code });
+    for (const event of result.published) {
+      metrics.eventsPublished.inc({ code: event.code });
+      recent.add(event.id);
+    }
     health.counters.published += result.published.length;
-    if (result.failed.length === 0) {
-      health.recordDelivery(true);
+
+    for (const r of result.rejected) {
+      const item = records.get(r.event)!;
+      this.reject(summary, item.index, r.reason, `Event Grid answered ${r.status}: ${r.message}`, r.event.id);
+      dead.push({
+        reason: r.reason,
+        log_id: r.event.id,
+        code: r.event.code,
+        record: item.record,
+        event: eventJson(r.event),
+        status: r.status,
+        attempts: r.attempts,
+        error: r.message,
+        first_attempt: r.firstAttempt,
+        last_attempt: r.lastAttempt,
+      });
+      health.recordError({ reason: r.reason, message: r.message, status: r.status, events: 1 });
+    }
+
+    const unavailable = [];
+    for (const failure of result.failed) {
+      const keep = this.options.onExhausted === "dead-letter" && (failure.reason === "exhausted" || failure.reason === "circuit_open");
+      if (keep) {
+        for (const event of failure.events) {
+          dead.push({
+            reason: "exhausted",
+            detail: failure.reason,
+            log_id: event.id,
+            code: event.code,
+            record: records.get(event)!.record,
+            event: eventJson(event),
+            attempts: failure.attempts,
+            error: failure.message,
+            first_attempt: failure.firstAttempt,
+            last_attempt: failure.lastAttempt,
+            ...(failure.status !== undefined ? { status: failure.status } : {}),
+          });
+        }
+      } else {
+        unavailable.push(failure);
+      }
+      metrics.eventsFailed.inc({ reason: failure.reason }, failure.events.length);
+      health.recordError({ reason: failure.reason, message: failure.message, events: failure.events.length, ...(failure.status !== undefined ? { status: failure.status } : {}) });
+    }
+
+    if (dead.length > 0) {
+      try {
+        await this.options.deadLetters.append(dead);
+      } catch (error) {
+        return this.storeUnavailable(error, summary);
+      }
+      for (const entry of dead) {
+        metrics.eventsDeadLettered.inc({ reason: entry.reason });
+        if (entry.log_id) recent.add(entry.log_id);
+      }
+      summary.dead_lettered = dead.length;
+    }
+    health.counters.rejected += summary.rejected;
+
+    if (unavailable.length === 0) {
+      if (outgoing.length > 0) health.recordDelivery(result.failed.length === 0);
       return { status: 200, body: summary };
     }
-
-    let failed = 0;
-    for (const failure of result.failed) {
-      failed += failure.events.length;
-      metrics.eventsFailed.inc({ reason: failure.reason }, failure.events.length);
-      health.recordError({
-        reason: failure.reason,
-        message: failure.message,
-        events: failure.events.length,
-        ...(failure.status !== undefined ? { status: failure.status } : {}),
-      });
-    }
+    const failed = unavailable.reduce((n, f) => n + f.events.length, 0);
     health.counters.failed += failed;
     health.recordDelivery(false);
-    logger.debug("request answered 503 so the sender redelivers", { failed, published: summary.published });
     return {
       status: 503,
       retryAfterSeconds: this.options.retryAfterSeconds,
@@ -141,6 +273,17 @@ export class Pipeline {
         failed,
         ...summary,
       },
+    };
+  }
+
+  private storeUnavailable(error: unknown, summary?: IngestSummary): PipelineOutcome {
+    const message = error instanceof Error ? error.message : String(error);
+    this.options.logger.error("dead-letter store write failed; the sender must redeliver", { error: message });
+    this.options.health.recordError({ reason: "dead_letter_unavailable", message });
+    return {
+      status: 503,
+      retryAfterSeconds: this.options.retryAfterSeconds,
+      body: { error: "dead_letter_unavailable", message: "the dead-letter store cannot be written; send the request again later", ...summary },
     };
   }
 

@@ -1,12 +1,15 @@
 // The Event Grid sink: publishes CloudEvents in batches with @azure/eventgrid, with the SDK's
-// own retries off and p-retry driving attempts, backoff and Retry-After. It answers with what
-// was published and what failed; the caller decides what the sender is told.
+// own retries off and p-retry driving attempts, backoff and Retry-After. A batch Event Grid
+// refuses as a whole (400, 413) is split in halves until the offending events are isolated, so
+// one poison event never blocks the others. It reports what was published, which events Event
+// Grid refused, and which batches failed; the caller decides what the sender is told.
 import { EventGridPublisherClient, type SendCloudEventInput } from "@azure/eventgrid";
 import type { KeyCredential, SASCredential, TokenCredential } from "@azure/core-auth";
 import pRetry from "p-retry";
 import type { Logger } from "../observability/logger.js";
-import type { Metrics } from "../observability/metrics.js";
+import { BREAKER_STATE_VALUE, type Metrics } from "../observability/metrics.js";
 import { splitIntoBatches } from "./batches.js";
+import { CircuitBreaker } from "./circuit-breaker.js";
 import { classifyError, failureReason, retryDelay, type AttemptError, type BackoffOptions, type FailureReason } from "./retry-policy.js";
 
 export interface OutgoingEvent {
@@ -19,17 +22,32 @@ export interface OutgoingEvent {
   input: SendCloudEventInput<unknown>;
 }
 
-export interface BatchFailure {
+interface AttemptLog {
+  attempts: number;
+  firstAttempt: string;
+  lastAttempt: string;
+}
+
+/** A batch that could not be delivered: Event Grid unavailable or refusing us (not the events). */
+export interface BatchFailure extends AttemptLog {
   events: OutgoingEvent[];
   reason: FailureReason;
   status?: number;
   code?: string;
   message: string;
-  attempts: number;
+}
+
+/** One event Event Grid refused on its own (400 for it alone, or 413: too large). */
+export interface EventRejection extends AttemptLog {
+  event: OutgoingEvent;
+  reason: "rejected_by_eventgrid" | "event_too_large";
+  status: number;
+  message: string;
 }
 
 export interface DeliveryResult {
   published: OutgoingEvent[];
+  rejected: EventRejection[];
   failed: BatchFailure[];
 }
 
@@ -42,9 +60,10 @@ export interface PublisherOptions {
   backoff: BackoffOptions;
   maxBatchBytes: number;
   maxBatchEvents: number;
+  breaker: { failureThreshold: number; cooldownMs: number };
   logger: Logger;
   metrics: Metrics;
-  /** Injected so tests can count waits without sleeping long; defaults to setTimeout. */
+  /** Injected so tests can observe waits without sleeping; defaults to setTimeout. */
   sleep?: (ms: number) => Promise<void>;
 }
 
@@ -69,48 +88,108 @@ class AttemptFailed extends Error {
   }
 }
 
+// Answers about the events themselves: the target is healthy, so they do not trip the breaker.
+const EVENT_LEVEL_STATUSES = new Set([400, 413]);
+
 export class EventGridPublisher {
   private readonly sleep: (ms: number) => Promise<void>;
+  readonly breaker: CircuitBreaker;
 
   constructor(private readonly options: PublisherOptions) {
     this.sleep = options.sleep ?? defaultSleep;
+    const { metrics, logger } = options;
+    metrics.circuitBreakerState.set(BREAKER_STATE_VALUE.closed);
+    this.breaker = new CircuitBreaker({
+      ...options.breaker,
+      onStateChange: (state, previous) => {
+        metrics.circuitBreakerState.set(BREAKER_STATE_VALUE[state]);
+        const log = state === "open" ? logger.error.bind(logger) : logger.info.bind(logger);
+        log("circuit breaker " + state.replace("_", "-"), { previous, cooldown_ms: options.breaker.cooldownMs });
+      },
+    });
   }
 
   /** Publishes every event; batches go out concurrently, each with its own retries. */
   async deliver(events: readonly OutgoingEvent[]): Promise<DeliveryResult> {
-    const result: DeliveryResult = { published: [], failed: [] };
+    const result: DeliveryResult = { published: [], rejected: [], failed: [] };
     if (events.length === 0) return result;
     const batches = splitIntoBatches(events, this.options.maxBatchBytes, this.options.maxBatchEvents);
-    const outcomes = await Promise.all(batches.map((batch) => this.publishBatch(batch)));
-    outcomes.forEach((failure, i) => {
-      if (failure) result.failed.push(failure);
-      else result.published.push(...batches[i]!);
-    });
+    await Promise.all(batches.map((batch) => this.deliverBatch(batch, result)));
     return result;
   }
 
-  private async publishBatch(batch: OutgoingEvent[]): Promise<BatchFailure | undefined> {
+  private async deliverBatch(batch: OutgoingEvent[], result: DeliveryResult): Promise<void> {
+    const outcome = await this.publishWithRetries(batch);
+    if (outcome.ok) {
+      result.published.push(...batch);
+      return;
+    }
+    const { detail, log } = outcome;
+    const status = detail.status;
+    if (status !== undefined && EVENT_LEVEL_STATUSES.has(status)) {
+      if (batch.length > 1) {
+        // Bisect: the halves go on separately until the offending events stand alone.
+        const middle = Math.ceil(batch.length / 2);
+        this.options.logger.info("isolating refused events", { status, batch_size: batch.length });
+        await Promise.all([this.deliverBatch(batch.slice(0, middle), result), this.deliverBatch(batch.slice(middle), result)]);
+        return;
+      }
+      const event = batch[0]!;
+      const reason = status === 413 ? "event_too_large" : "rejected_by_eventgrid";
+      this.options.logger.error("event refused by Event Grid", { reason, status, error: detail.message, log_id: event.id, code: event.code });
+      result.rejected.push({ event, reason, status, message: detail.message, ...log });
+      return;
+    }
+    const failure: BatchFailure = {
+      events: batch,
+      reason: failureReason(detail),
+      message: detail.message,
+      ...log,
+      ...(status !== undefined ? { status } : {}),
+      ...(detail.code !== undefined ? { code: detail.code } : {}),
+    };
+    this.options.logger.error("delivery failed", {
+      reason: failure.reason,
+      status: failure.status ?? null,
+      code: failure.code ?? null,
+      error: failure.message,
+      attempts: failure.attempts,
+      elapsed_ms: Date.parse(failure.lastAttempt) - Date.parse(failure.firstAttempt),
+      events: batch.length,
+      log_ids: batch.map((e) => e.id),
+      codes: batch.map((e) => e.code),
+    });
+    result.failed.push(failure);
+  }
+
+  private async publishWithRetries(batch: OutgoingEvent[]): Promise<{ ok: true } | { ok: false; detail: AttemptError; log: AttemptLog }> {
     const { client, channel, retries, timeoutMs, logger, metrics, backoff } = this.options;
     const inputs = batch.map((e) => e.input);
-    const started = performance.now();
+    const firstAttempt = new Date().toISOString();
+    let lastAttempt = firstAttempt;
     let attempts = 0;
     let last: AttemptError | undefined;
     metrics.batchSize.observe(batch.length);
     try {
       await pRetry(
         async () => {
+          const permit = this.breaker.acquire();
+          if (permit === "reject") {
+            throw new AttemptFailed({ code: "circuit_open", message: `circuit breaker open: Event Grid is not called for ${Math.ceil(this.breaker.retryInMs / 1000)} s`, retryable: false });
+          }
           attempts++;
+          lastAttempt = new Date().toISOString();
           const t0 = performance.now();
           try {
-            await client.send(inputs, {
-              ...(channel ? { channelName: channel } : {}),
-              abortSignal: AbortSignal.timeout(timeoutMs),
-            });
+            await client.send(inputs, { ...(channel ? { channelName: channel } : {}), abortSignal: AbortSignal.timeout(timeoutMs) });
           } catch (error) {
             const detail = classifyError(error);
             metrics.publishDuration.observe({ outcome: "failure" }, (performance.now() - t0) / 1000);
+            if (detail.status !== undefined && EVENT_LEVEL_STATUSES.has(detail.status)) this.breaker.onSuccess();
+            else this.breaker.onFailure();
             throw new AttemptFailed(detail);
           }
+          this.breaker.onSuccess();
           metrics.publishDuration.observe({ outcome: "success" }, (performance.now() - t0) / 1000);
         },
         {
@@ -122,6 +201,7 @@ export class EventGridPublisher {
           onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
             const detail = error instanceof AttemptFailed ? error.detail : classifyError(error);
             last = detail;
+            if (detail.code === "circuit_open") return; // no request was made
             const willRetry = detail.retryable && retriesLeft > 0;
             metrics.publishRequests.inc({ outcome: willRetry ? "retry" : "failure" });
             const delayMs = willRetry ? retryDelay(attemptNumber, backoff, detail.retryAfterMs) : 0;
@@ -139,30 +219,10 @@ export class EventGridPublisher {
         },
       );
     } catch (error) {
-      const detail = last ?? classifyError(error);
-      const failure: BatchFailure = {
-        events: batch,
-        reason: failureReason(detail),
-        message: detail.message,
-        attempts,
-        ...(detail.status !== undefined ? { status: detail.status } : {}),
-        ...(detail.code !== undefined ? { code: detail.code } : {}),
-      };
-      logger.error("delivery failed", {
-        reason: failure.reason,
-        status: failure.status ?? null,
-        code: failure.code ?? null,
-        error: failure.message,
-        attempts,
-        elapsed_ms: Math.round(performance.now() - started),
-        events: batch.length,
-        log_ids: batch.map((e) => e.id),
-        codes: batch.map((e) => e.code),
-      });
-      return failure;
+      return { ok: false, detail: last ?? classifyError(error), log: { attempts, firstAttempt, lastAttempt } };
     }
     metrics.publishRequests.inc({ outcome: "success" });
     metrics.lastPublishSuccess.set(Date.now() / 1000);
-    return undefined;
+    return { ok: true };
   }
 }

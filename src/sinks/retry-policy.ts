@@ -11,6 +11,7 @@ export type FailureReason =
   | "not_found" // 404
   | "too_large" // 413
   | "client_error" // another 4xx
+  | "circuit_open" // the circuit breaker kept the bridge from calling Event Grid
   | "internal"; // an error before any HTTP exchange (a bug or a bad event)
 
 export interface AttemptError {
@@ -61,6 +62,7 @@ export function classifyError(error: unknown, now: () => number = Date.now): Att
 }
 
 export function failureReason(last: AttemptError): FailureReason {
+  if (last.code === "circuit_open") return "circuit_open";
   if (last.retryable) return "exhausted";
   if (last.status === undefined) return "internal";
   return NON_RETRYABLE_REASON[last.status] ?? "client_error";

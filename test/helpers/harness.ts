@@ -1,7 +1,9 @@
 // Test harness: a real bridge (startBridge) in-process against a real emulator, both on
 // loopback with ephemeral ports; log lines are captured so tests can assert on them.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { Writable } from "node:stream";
-import { resolve, dirname } from "node:path";
+import { resolve, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { loadConfig } from "../../src/config/load.js";
@@ -60,6 +62,7 @@ export function testConfig(overrides: Record<string, string | undefined> = {}): 
 }
 
 export interface Running {
+  deadLetterDir: string;
   emulator: Emulator;
   bridge: Bridge;
   logs: LogCapture;
@@ -73,13 +76,15 @@ export async function startStack(
 ): Promise<Running> {
   const emulator = await startEmulator({ key: KEY, ...options.emulator });
   const logs = new LogCapture();
+  const deadLetterDir = options.env?.DEAD_LETTER_DIR ?? mkdtempSync(join(tmpdir(), "bridge-dlq-"));
   const bridge = await startBridge({
-    config: testConfig({ EVENTGRID_ENDPOINT: emulator.url, ...options.env }),
+    config: testConfig({ EVENTGRID_ENDPOINT: emulator.url, DEAD_LETTER_DIR: deadLetterDir, ...options.env }),
     logStream: logs,
     ...(options.sleep ? { sleep: options.sleep } : {}),
   });
   if (options.waitReady !== false) await bridge.whenReady;
   return {
+    deadLetterDir,
     emulator,
     bridge,
     logs,

@@ -55,10 +55,10 @@ test("always 503: exactly 1 + PUBLISH_RETRIES attempts, then 503 with Retry-Afte
   }
 });
 
-test("no retry on 400, 401, 403, 404 or 413: one attempt, 503 to the sender so Auth0 keeps the logs", async () => {
+test("no retry on 401, 403 or 404: one attempt, 503 to the sender so Auth0 keeps the logs", async () => {
   const stack = await startStack();
   try {
-    for (const status of [400, 401, 403, 404, 413]) {
+    for (const status of [401, 403, 404]) {
       stack.emulator.reset();
       stack.emulator.script({ status });
       const res = await stack.post(jsonLines([record(`nr-${status}`)]));
@@ -67,7 +67,27 @@ test("no retry on 400, 401, 403, 404 or 413: one attempt, 503 to the sender so A
       assert.equal(stack.emulator.requests.filter((r) => r.method === "POST").length, 1, `one attempt for ${status}`);
     }
     const reasons = stack.logs.find("delivery failed").map((l) => l.reason);
-    assert.deepEqual(reasons, ["bad_request", "unauthorized", "forbidden", "not_found", "too_large"]);
+    assert.deepEqual(reasons, ["unauthorized", "forbidden", "not_found"]);
+  } finally {
+    await stack.close();
+  }
+});
+
+test("no retry on 400 or 413 for a single event: it is dead-lettered and the sender gets 200", async () => {
+  const stack = await startStack();
+  try {
+    for (const [status, reason] of [
+      [400, "rejected_by_eventgrid"],
+      [413, "event_too_large"],
+    ] as const) {
+      stack.emulator.reset();
+      stack.emulator.script({ status, message: `emulated ${status}` });
+      const res = await stack.post(jsonLines([record(`nr-${status}`)]));
+      assert.equal(res.status, 200, String(status));
+      assert.equal(res.json.dead_lettered, 1);
+      assert.equal(res.json.rejections[0].reason, reason);
+      assert.equal(stack.emulator.requests.filter((r) => r.method === "POST").length, 1, `one attempt for ${status}`);
+    }
   } finally {
     await stack.close();
   }
