@@ -53,7 +53,7 @@ export interface Bridge {
   stop(): Promise<void>;
 }
 
-async function credentialFor(config: Config): Promise<EventGridCredential> {
+export async function credentialFor(config: Config): Promise<EventGridCredential> {
   if (config.EVENTGRID_KEY) return new AzureKeyCredential(config.EVENTGRID_KEY);
   if (config.EVENTGRID_SAS_TOKEN) return new AzureSASCredential(config.EVENTGRID_SAS_TOKEN);
   // Loaded only when used: workload identity on Kubernetes, az login on a laptop.
@@ -73,6 +73,26 @@ function listen(server: Server, port: number, host: string): Promise<AddressInfo
 
 const urlOf = (address: AddressInfo, path: string) =>
   `http://${address.family === "IPv6" ? `[${address.address}]` : address.address === "0.0.0.0" ? "127.0.0.1" : address.address}:${address.port}${path}`;
+
+/** The Event Grid sink as configured; the bridge and the replay command publish through it. */
+export function createPublisher(
+  config: Config,
+  credential: EventGridCredential,
+  deps: { logger: Logger; metrics: Metrics; sleep?: (ms: number) => Promise<void> },
+): EventGridPublisher {
+  if (!config.EVENTGRID_ENDPOINT) throw new ConfigError("EVENTGRID_ENDPOINT is required to publish");
+  return new EventGridPublisher({
+    client: createEventGridClient(config.EVENTGRID_ENDPOINT, credential, config.EVENTGRID_ALLOW_INSECURE),
+    ...(config.EVENTGRID_CHANNEL ? { channel: config.EVENTGRID_CHANNEL } : {}),
+    retries: config.PUBLISH_RETRIES,
+    timeoutMs: config.PUBLISH_TIMEOUT_MS,
+    backoff: { baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS, retryAfterMaxMs: config.RETRY_AFTER_MAX_MS },
+    maxBatchBytes: config.MAX_BATCH_BYTES,
+    maxBatchEvents: config.MAX_BATCH_EVENTS,
+    breaker: { failureThreshold: config.BREAKER_FAILURE_THRESHOLD, cooldownMs: config.BREAKER_COOLDOWN_MS },
+    ...deps,
+  });
+}
 
 export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const { config } = options;
@@ -102,19 +122,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     version: VERSION,
     onCountChange: (waiting) => metrics.deadLetterRecords.set(waiting),
   });
-  const publisher = new EventGridPublisher({
-    client: createEventGridClient(config.EVENTGRID_ENDPOINT, credential, config.EVENTGRID_ALLOW_INSECURE),
-    ...(config.EVENTGRID_CHANNEL ? { channel: config.EVENTGRID_CHANNEL } : {}),
-    retries: config.PUBLISH_RETRIES,
-    timeoutMs: config.PUBLISH_TIMEOUT_MS,
-    backoff: { baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS, retryAfterMaxMs: config.RETRY_AFTER_MAX_MS },
-    maxBatchBytes: config.MAX_BATCH_BYTES,
-    maxBatchEvents: config.MAX_BATCH_EVENTS,
-    breaker: { failureThreshold: config.BREAKER_FAILURE_THRESHOLD, cooldownMs: config.BREAKER_COOLDOWN_MS },
-    logger,
-    metrics,
-    ...(options.sleep ? { sleep: options.sleep } : {}),
-  });
+  const publisher = createPublisher(config, credential, { logger, metrics, ...(options.sleep ? { sleep: options.sleep } : {}) });
   const pipeline = new Pipeline({
     registry,
     routing: new RoutingRules(config),
@@ -232,7 +240,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
 }
 
 /** Run as a program: configuration from the environment, the local emulator when no target is set. */
-async function main(): Promise<void> {
+export async function main(): Promise<void> {
   let loaded;
   try {
     loaded = loadConfig({ env: process.env, defaultsPath: resolve(ROOT_DIR, "config/default.json") });

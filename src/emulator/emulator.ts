@@ -286,7 +286,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     rec.status = opts.drop ? "dropped" : a.status;
     record(rec);
     const act = (): void => {
-      if (opts.drop) { return; }
+      if (opts.drop) {
+        res.socket?.destroy();
+        return;
+      }
       if (!opts.accepted) return writeAnswer(res, a);
       store(opts.accepted).then(
         () => writeAnswer(res, a),

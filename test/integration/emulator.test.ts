@@ -147,12 +147,20 @@ describe("publishing with @azure/eventgrid", () => {
       assert.deepEqual(emu.events.map((e) => e.id), ["c1"]);
     }));
 
-  test("a request over maxRequestBytes from the SDK gets 413 (body drained, no socket error)", () =>
-    withEmulator({ key: KEY }, async (emu) => {
-      await assert.rejects(client(emu).send([input("big", { data: { blob: "x".repeat(3_000_000) } })]), restError(413));
+  test("requests over maxRequestBytes from the SDK get 413 without socket errors on close", async () => {
+    // Growing bodies on one client: if the emulator answered before the body was fully read, the
+    // SDK would still be writing when close() lands and crash this process with an unhandled EPIPE.
+    await withEmulator({ key: KEY, maxRequestBytes: 1000 }, async (emu) => {
+      const publisher = client(emu);
+      for (const size of [2000, 200_000, 5_000_000]) {
+        await assert.rejects(publisher.send([input("big", { data: { blob: "x".repeat(size) } })]), restError(413, "RequestEntityTooLarge"));
+      }
       assert.equal(emu.events.length, 0);
-      assert.equal(emu.requests[0]?.status, 413);
-    }));
+      assert.deepEqual(emu.requests.map((r) => r.status), [413, 413, 413]);
+    });
+    // Give a late socket error (it arrives after close) the chance to surface inside this test.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  });
 });
 
 describe("malformed requests (raw fetch)", () => {
@@ -231,6 +239,30 @@ describe("malformed requests (raw fetch)", () => {
       assert.equal((await post(emu, JSON.stringify([rawEvent("ok")]))).status, 200);
       assert.deepEqual(emu.events.map((e) => e.id), ["ok"]);
       assert.deepEqual(emu.requests.map((r) => r.status), [413, 200]);
+    }));
+
+  test("a chunked body (no content-length) over maxRequestBytes -> 413 while streaming", () =>
+    withEmulator({ key: KEY, maxRequestBytes: 10_000 }, async (emu) => {
+      const chunk = new TextEncoder().encode(JSON.stringify(rawEvent("c", { data: "x".repeat(4000) })) + ",");
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          // 100 chunks of ~4 KB: the emulator must give up buffering long before the end.
+          if (sent++ < 100) controller.enqueue(chunk);
+          else controller.close();
+        },
+      });
+      const res = await fetch(emu.url + "?api-version=2018-01-01", {
+        method: "POST",
+        headers: { "content-type": "application/cloudevents-batch+json", "aeg-sas-key": KEY },
+        body,
+        duplex: "half",
+      } as RequestInit);
+      const error = await eventGridError(res, 413);
+      assert.equal(error.code, "RequestEntityTooLarge");
+      const record = emu.requests[0];
+      assert.equal(record?.headers["content-length"], undefined);
+      assert.ok(record !== undefined && record.bytes > 10_000 && record.bytes < 100 * chunk.length, `bytes read: ${record?.bytes}`);
     }));
 
   test("other paths -> 404, other methods -> 405 with Allow", () =>
