@@ -21,10 +21,20 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY config ./config
-# The official image's unprivileged user (uid 1000).
-USER node
+# The official image's unprivileged `node` user, by number so that Kubernetes' runAsNonRoot can verify
+# it without a runAsUser (deploy/kubernetes sets runAsUser: 1000 anyway).
+USER 1000:1000
 EXPOSE 8080 9464
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.ADMIN_PORT||9464)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 STOPSIGNAL SIGTERM
+# Declared last so that changing them does not invalidate the cached layers above. VERSION defaults to
+# package.json's version (a test checks that they agree); pass the others from CI, e.g.
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" --build-arg SOURCE=https://github.com/<owner>/auth0-eventgrid-bridge .
+ARG VERSION=0.1.0
+ARG REVISION=""
+ARG SOURCE=""
+LABEL org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
 CMD ["node", "dist/main.js"]

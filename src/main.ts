@@ -157,7 +157,13 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   let shuttingDown = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  const ingest = createServer((req, res) => {
+  const ingest = createServer({
+    // Slow senders hold sockets and memory: bound the whole request, and check often enough
+    // that the bound means something (Node checks every 30 s by default).
+    requestTimeout: config.INGEST_REQUEST_TIMEOUT_MS,
+    headersTimeout: Math.min(20_000, config.INGEST_REQUEST_TIMEOUT_MS),
+    connectionsCheckingInterval: Math.min(1000, config.INGEST_REQUEST_TIMEOUT_MS),
+  }, (req, res) => {
     inFlight++;
     res.on("close", () => {
       inFlight--;
@@ -167,9 +173,6 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     if (shuttingDown) res.setHeader("connection", "close");
     ingestApp(req, res);
   });
-  // Bound how long a sender may take to deliver its request (slow-body clients hold sockets).
-  ingest.requestTimeout = 30_000;
-  ingest.headersTimeout = 20_000;
   const admin = createServer(createAdminApp({ metrics, health }));
   const ingestAddress = await listen(ingest, config.PORT, config.HOST);
   const adminAddress = await listen(admin, config.ADMIN_PORT, config.HOST);

@@ -156,6 +156,14 @@ const SETTING_LIST = [
     envOnly: false,
   },
   {
+    name: "INGEST_REQUEST_TIMEOUT_MS",
+    ...integer(1000, 3600000),
+    description: "How long a sender may take to send one whole request (headers and body) before the connection is closed; bounds slow clients.",
+    secret: false,
+    presence: "default",
+    envOnly: false,
+  },
+  {
     name: "CLOUDEVENTS_TYPE_PREFIX",
     kind: "string",
     schema: z.string().regex(/^[^\s.](?:\S*[^\s.])?$/),
