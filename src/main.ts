@@ -21,6 +21,7 @@ import { createMetrics, type Metrics } from "./observability/metrics.js";
 import { RecentIds } from "./pipeline/dedupe.js";
 import { Pipeline } from "./pipeline/pipeline.js";
 import { RoutingRules } from "./pipeline/routing.js";
+import { Coalescer } from "./sinks/coalescer.js";
 import { DeadLetterStore } from "./sinks/dead-letter.js";
 import { createEventGridClient, EventGridPublisher } from "./sinks/eventgrid.js";
 import { checkEventGridTarget, type EventGridCredential } from "./sinks/eventgrid-target.js";
@@ -127,7 +128,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     registry,
     routing: new RoutingRules(config),
     mapping: { typePrefix: config.CLOUDEVENTS_TYPE_PREFIX, ...(config.CLOUDEVENTS_SOURCE ? { source: config.CLOUDEVENTS_SOURCE } : {}) },
-    sink: publisher,
+    sink:
+      config.BATCH_WINDOW_MS > 0
+        ? new Coalescer(publisher, { windowMs: config.BATCH_WINDOW_MS, maxEvents: config.MAX_BATCH_EVENTS, maxBytes: config.MAX_BATCH_BYTES })
+        : publisher,
     deadLetters,
     recent: new RecentIds(config.DEDUPE_WINDOW),
     logger,

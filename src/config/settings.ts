@@ -289,6 +289,14 @@ const SETTING_LIST = [
     envOnly: false,
   },
   {
+    name: "BATCH_WINDOW_MS",
+    ...integer(0, 1000),
+    description: "How long events of concurrent requests are gathered into one Event Grid request, in milliseconds (0 publishes each request on its own).",
+    secret: false,
+    presence: "default",
+    envOnly: false,
+  },
+  {
     name: "PUBLISH_RETRIES",
     ...integer(0, 10),
     description: "Retries of a failed Event Grid request after the first attempt.",
