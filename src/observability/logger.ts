@@ -38,10 +38,17 @@ export function createLogger(options: LoggerOptions): Logger {
     if (typeof line === "string") (info as Record<symbol, unknown>)[MESSAGE] = redact(line);
     return info;
   });
+  // JSON lines carry the text as `msg` (the field log pipelines and our docs key on).
+  const msgField = winston.format((info) => {
+    const record = info as Record<string, unknown>;
+    record.msg = record.message;
+    delete record.message;
+    return info;
+  });
   const render =
     options.format === "pretty"
       ? winston.format.combine(winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.colorize(), winston.format.simple())
-      : winston.format.combine(winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.json());
+      : winston.format.combine(winston.format.timestamp(), winston.format.errors({ stack: false }), msgField(), winston.format.json());
   return winston.createLogger({
     level: options.level,
     defaultMeta: options.defaultMeta,

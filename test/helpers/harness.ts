@@ -19,7 +19,7 @@ export const KEY = "test-eventgrid-key-ABCDEFGHIJ";
 
 export interface LogLine {
   level: string;
-  message: string;
+  msg: string;
   [field: string]: unknown;
 }
 
@@ -33,7 +33,7 @@ export class LogCapture extends Writable {
     return this.raw.map((l) => JSON.parse(l) as LogLine);
   }
   find(message: string): LogLine[] {
-    return this.lines.filter((l) => l.message === message);
+    return this.lines.filter((l) => l.msg === message);
   }
 }
 
