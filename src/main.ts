@@ -23,7 +23,7 @@ import { Pipeline } from "./pipeline/pipeline.js";
 import { RoutingRules } from "./pipeline/routing.js";
 import { Coalescer } from "./sinks/coalescer.js";
 import { DeadLetterStore } from "./sinks/dead-letter.js";
-import { createEventGridClient, EventGridPublisher } from "./sinks/eventgrid.js";
+import { EventGridPublisher, EventGridTransport } from "./sinks/eventgrid.js";
 import { checkEventGridTarget, type EventGridCredential } from "./sinks/eventgrid-target.js";
 
 export const ROOT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -83,7 +83,7 @@ export function createPublisher(
 ): EventGridPublisher {
   if (!config.EVENTGRID_ENDPOINT) throw new ConfigError("EVENTGRID_ENDPOINT is required to publish");
   return new EventGridPublisher({
-    client: createEventGridClient(config.EVENTGRID_ENDPOINT, credential, config.EVENTGRID_ALLOW_INSECURE),
+    client: new EventGridTransport(config.EVENTGRID_ENDPOINT, credential, config.EVENTGRID_ALLOW_INSECURE),
     ...(config.EVENTGRID_CHANNEL ? { channel: config.EVENTGRID_CHANNEL } : {}),
     retries: config.PUBLISH_RETRIES,
     timeoutMs: config.PUBLISH_TIMEOUT_MS,

@@ -5,7 +5,6 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Config } from "./config/settings.js";
 import type { EventSink } from "./pipeline/pipeline.js";
-import { fromWire } from "./sinks/cloudevent-wire.js";
 import { markReplayed, readDeadLetters, readLedger, type DeadLetterReason } from "./sinks/dead-letter.js";
 import type { OutgoingEvent } from "./sinks/eventgrid.js";
 
@@ -93,8 +92,8 @@ export async function replay(options: { dir: string; args: ReplayArgs; sink?: Ev
     }
     report.selected++;
     if (args.dryRun) continue;
-    const input = fromWire(record.event);
-    chunk.push({ dlqId: record.dlq_id, event: { id: String(record.event.id), code: record.code ?? String(record.event.auth0code ?? ""), bytes: Buffer.byteLength(JSON.stringify(record.event)), input } });
+    const json = JSON.stringify(record.event);
+    chunk.push({ dlqId: record.dlq_id, event: { id: String(record.event.id), code: record.code ?? String(record.event.auth0code ?? ""), bytes: Buffer.byteLength(json), json } });
     if (chunk.length >= CHUNK) await flush();
   }
   await flush();

@@ -65,7 +65,7 @@ export function mapRecord(
 
   // Source fallback: the request hostname (tenant or custom domain) identifies the tenant best;
   // tenant_name is all some event types carry; "unknown" keeps the event valid when neither is there.
-  const tenant = nonEmptyString(fields.hostname) ?? nonEmptyString(fields.tenant_name);
+  const tenant = attrValue(fields.hostname) ?? attrValue(fields.tenant_name);
   const source = nonEmptyString(options.source) ?? `urn:auth0:${tenant ?? "unknown"}`;
 
   const attributes: Record<string, unknown> = {
@@ -78,14 +78,24 @@ export function mapRecord(
     auth0code: code,
     auth0category: info.apiFilter,
   };
-  const userId = nonEmptyString(fields.user_id);
-  const clientId = userId === undefined ? nonEmptyString(fields.client_id) : undefined;
+  const userId = attrValue(fields.user_id);
+  const clientId = userId === undefined ? attrValue(fields.client_id) : undefined;
   if (userId !== undefined) attributes.subject = `users/${userId}`;
   else if (clientId !== undefined) attributes.subject = `clients/${clientId}`;
   if (tenant !== undefined) attributes.auth0tenant = tenant;
   const time = rfc3339(fields.date);
   // Absent or invalid date: leave `time` to cloudevents, which stamps "now".
   if (time !== undefined) attributes.time = time;
+
+  // CloudEvents strings must not hold control characters or lone surrogates, and the cloudevents
+  // package does not check this. Values that only feed optional attributes (hostname, user_id,
+  // ...) are skipped where they are read (attrValue); what an event cannot do without is checked here.
+  for (const name of ["id", "type", "source", "auth0code"] as const) {
+    const value = attributes[name];
+    if (typeof value === "string" && !isCloudEventsString(value)) {
+      throw new MappingError("invalid_cloudevent", `${name} contains control characters or unpaired surrogates`);
+    }
+  }
 
   let event: CloudEvent<Record<string, unknown>>;
   try {
@@ -118,19 +128,39 @@ function nonEmptyString(value: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
+const FORBIDDEN_CHARS = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function isCloudEventsString(value: string): boolean {
+  return !FORBIDDEN_CHARS.test(value);
+}
+
+/** A data field usable in an attribute value: a non-empty string CloudEvents allows. */
+function attrValue(value: unknown): string | undefined {
+  const s = nonEmptyString(value);
+  return s !== undefined && isCloudEventsString(s) ? s : undefined;
+}
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
 /**
- * Auth0's `date` as an RFC 3339 UTC timestamp, or undefined when it is not a usable timestamp string.
+ * Auth0's `date` as an RFC 3339 UTC timestamp, or undefined when it is not one. Strict on purpose:
+ * Date.parse would take "2026-02-30" (as March 2), a missing offset (as local time) or trailing text.
  * Non-strings (the Management API model allows an object) count as absent.
  */
 function rfc3339(value: unknown): string | undefined {
-  // Only ISO 8601 date-times: Date.parse also takes "1" or "Nov 3 2021" and reads them in local time.
-  if (typeof value !== "string" || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(value)) return undefined;
+  if (typeof value !== "string") return undefined;
+  const m = RFC3339.exec(value);
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const calendar = new Date(Date.UTC(year, month - 1, day));
+  if (calendar.getUTCFullYear() !== year || calendar.getUTCMonth() !== month - 1 || calendar.getUTCDate() !== day) return undefined;
+  if (hour > 23 || minute > 59 || second > 59) return undefined;
   const ms = Date.parse(value);
   if (!Number.isFinite(ms)) return undefined;
   const date = new Date(ms);
-  const year = date.getUTCFullYear();
   // Outside 0000-9999 toISOString writes an expanded year (+010000-...), which RFC 3339 has no room for.
-  if (year < 0 || year > 9999) return undefined;
+  const utcYear = date.getUTCFullYear();
+  if (utcYear < 0 || utcYear > 9999) return undefined;
   return date.toISOString();
 }
 

@@ -10,7 +10,6 @@ import type { HealthModel } from "../observability/health.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { DeadLetterEntry } from "../sinks/dead-letter.js";
-import { toWire } from "../sinks/cloudevent-wire.js";
 import type { DeliveryResult, OutgoingEvent } from "../sinks/eventgrid.js";
 import type { RecentIds } from "./dedupe.js";
 import type { RoutingRules } from "./routing.js";
@@ -68,7 +67,7 @@ export interface PipelineOptions {
 // Unknown codes come from the sender; cap how many distinct ones become metric labels.
 const MAX_UNKNOWN_CODE_LABELS = 100;
 
-const eventJson = (event: OutgoingEvent) => toWire(event.input);
+const eventJson = (event: OutgoingEvent) => JSON.parse(event.json) as Record<string, unknown>;
 
 export class Pipeline {
   private readonly mapping: MappingOptions;
@@ -167,21 +166,7 @@ export class Pipeline {
         dead.push({ reason: "event_too_large", error: detail, log_id: event.id, code: info.code, record: item.record, event: JSON.parse(structured) as Record<string, unknown> });
         continue;
       }
-      const out: OutgoingEvent = {
-        id: event.id,
-        code: codeLabel,
-        bytes,
-        input: {
-          id: event.id,
-          type: event.type,
-          source: event.source,
-          ...(event.time !== undefined ? { time: new Date(event.time) } : {}),
-          ...(event.subject !== undefined ? { subject: event.subject } : {}),
-          datacontenttype: event.datacontenttype ?? "application/json",
-          data: event.data,
-          extensionAttributes: extensionsOf(event as unknown as Record<string, unknown>),
-        },
-      };
+      const out: OutgoingEvent = { id: event.id, code: codeLabel, bytes, json: structured };
       outgoing.push(out);
       records.set(out, item);
     }
@@ -303,13 +288,4 @@ export class Pipeline {
     }
     return "_other_unknown";
   }
-}
-
-// Attributes the SDK takes as named fields (plus legacy fields the cloudevents package keeps on the object).
-const CORE_ATTRIBUTES = new Set(["id", "type", "source", "specversion", "time", "subject", "datacontenttype", "dataschema", "data", "data_base64", "datacontentencoding", "schemaurl"]);
-
-function extensionsOf(event: Record<string, unknown>): Record<string, unknown> {
-  const extensions: Record<string, unknown> = {};
-  for (const key of Object.keys(event)) if (!CORE_ATTRIBUTES.has(key) && event[key] !== undefined) extensions[key] = event[key];
-  return extensions;
 }

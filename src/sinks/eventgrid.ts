@@ -3,8 +3,10 @@
 // refuses as a whole (400, 413) is split in halves until the offending events are isolated, so
 // one poison event never blocks the others. It reports what was published, which events Event
 // Grid refused, and which batches failed; the caller decides what the sender is told.
-import { EventGridPublisherClient, type SendCloudEventInput } from "@azure/eventgrid";
+import { randomUUID } from "node:crypto";
+import { EventGridPublisherClient } from "@azure/eventgrid";
 import type { KeyCredential, SASCredential, TokenCredential } from "@azure/core-auth";
+import type { PipelinePolicy } from "@azure/core-rest-pipeline";
 import pRetry from "p-retry";
 import type { Logger } from "../observability/logger.js";
 import { BREAKER_STATE_VALUE, type Metrics } from "../observability/metrics.js";
@@ -17,9 +19,10 @@ export interface OutgoingEvent {
   id: string;
   /** Auth0 type code, for logs and metrics. */
   code: string;
-  /** Serialized size in bytes, measured once by the caller. */
+  /** The structured CloudEvent JSON, serialized once by the caller; sent as is. */
+  json: string;
+  /** Its size in bytes (UTF-8). */
   bytes: number;
-  input: SendCloudEventInput<unknown>;
 }
 
 interface AttemptLog {
@@ -52,7 +55,7 @@ export interface DeliveryResult {
 }
 
 export interface PublisherOptions {
-  client: EventGridPublisherClient<"CloudEvent">;
+  client: EventGridTransport;
   channel?: string;
   /** Retries after the first attempt (PUBLISH_RETRIES). */
   retries: number;
@@ -67,17 +70,56 @@ export interface PublisherOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-export function createEventGridClient(
-  endpoint: string,
-  credential: KeyCredential | SASCredential | TokenCredential,
-  allowInsecure: boolean,
-): EventGridPublisherClient<"CloudEvent"> {
-  return new EventGridPublisherClient(endpoint, "CloudEvent", credential, {
-    // p-retry owns the retry policy; leaving the SDK's on would multiply attempts (4 x 4).
-    retryOptions: { maxRetries: 0 },
-    allowInsecureConnection: allowInsecure,
-    userAgentOptions: { userAgentPrefix: "auth0-eventgrid-bridge" },
-  });
+const BODY_HEADER = "x-auth0-bridge-body";
+
+/**
+ * @azure/eventgrid, fed with bytes we serialized ourselves. The SDK keeps its jobs (credentials,
+ * channel header, pipeline, RestError); a last pipeline policy swaps in our body. Each event is
+ * thus serialized exactly once, the batch limits are measured on the bytes that are really sent,
+ * and `data` goes out as Auth0 sent it (the SDK's own serializer would re-copy it and drop a
+ * literal "__proto__" key, for one).
+ */
+export class EventGridTransport {
+  private readonly bodies = new Map<string, string>();
+  private readonly client: EventGridPublisherClient<"CloudEvent">;
+
+  constructor(endpoint: string, credential: KeyCredential | SASCredential | TokenCredential, allowInsecure: boolean) {
+    const bodies = this.bodies;
+    const serializedBody: PipelinePolicy = {
+      name: "auth0BridgeSerializedBody",
+      async sendRequest(request, next) {
+        const id = request.headers.get(BODY_HEADER);
+        if (id !== undefined) {
+          request.headers.delete(BODY_HEADER);
+          const body = bodies.get(id);
+          if (body !== undefined) request.body = body;
+        }
+        return next(request);
+      },
+    };
+    this.client = new EventGridPublisherClient(endpoint, "CloudEvent", credential, {
+      // p-retry owns the retry policy; leaving the SDK's on would multiply attempts (4 x 4).
+      retryOptions: { maxRetries: 0 },
+      allowInsecureConnection: allowInsecure,
+      userAgentOptions: { userAgentPrefix: "auth0-eventgrid-bridge" },
+      additionalPolicies: [{ policy: serializedBody, position: "perRetry" }],
+    });
+  }
+
+  /** POSTs a JSON array of structured CloudEvents (already serialized) to the topic. */
+  async send(body: string, options: { channel?: string; abortSignal: AbortSignal }): Promise<void> {
+    const id = randomUUID();
+    this.bodies.set(id, body);
+    try {
+      await this.client.send([], {
+        ...(options.channel ? { channelName: options.channel } : {}),
+        abortSignal: options.abortSignal,
+        requestOptions: { customHeaders: { [BODY_HEADER]: id } },
+      });
+    } finally {
+      this.bodies.delete(id);
+    }
+  }
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -164,7 +206,7 @@ export class EventGridPublisher {
 
   private async publishWithRetries(batch: OutgoingEvent[]): Promise<{ ok: true } | { ok: false; detail: AttemptError; log: AttemptLog }> {
     const { client, channel, retries, timeoutMs, logger, metrics, backoff } = this.options;
-    const inputs = batch.map((e) => e.input);
+    const body = `[${batch.map((e) => e.json).join(",")}]`;
     const firstAttempt = new Date().toISOString();
     let lastAttempt = firstAttempt;
     let attempts = 0;
@@ -181,7 +223,7 @@ export class EventGridPublisher {
           lastAttempt = new Date().toISOString();
           const t0 = performance.now();
           try {
-            await client.send(inputs, { ...(channel ? { channelName: channel } : {}), abortSignal: AbortSignal.timeout(timeoutMs) });
+            await client.send(body, { ...(channel ? { channel } : {}), abortSignal: AbortSignal.timeout(timeoutMs) });
           } catch (error) {
             const detail = classifyError(error);
             metrics.publishDuration.observe({ outcome: "failure" }, (performance.now() - t0) / 1000);

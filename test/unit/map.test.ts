@@ -277,6 +277,38 @@ describe("time", () => {
       assertNow(map(date).time, before);
     }
   });
+
+  it("takes only strict RFC 3339: no impossible days, no missing offset, no trailing text", () => {
+    const before = Date.now();
+    for (const date of ["2026-02-30T00:00:00Z", "2026-04-31T12:00:00Z", "2026-01-01T00:00:00", "2020-01-01T00:00:00Z\u0000garbage", "2020-01-01 00:00:00Z", "Nov 3 2021", "1", "2026-01-01T24:00:00Z"]) {
+      assertNow(map(date).time, before);
+    }
+    assert.equal(map("2024-02-29T23:59:59.123456Z").time, "2024-02-29T23:59:59.123Z", "a leap day is a day");
+    assert.equal(map("2024-01-15t10:30:00z").time, "2024-01-15T10:30:00.000Z", "RFC 3339 allows lower-case t and z");
+  });
+});
+
+describe("CloudEvents string rules", () => {
+  it("a data field with control characters is not used for an attribute; the event still maps", () => {
+    const event = mapRecord(record({ user_id: "auth0|u\nx", client_id: "c\u0000", hostname: "bad\u0000host", tenant_name: "acme" }, "901"), registry, defaults).event;
+    assert.equal(event.subject, undefined);
+    assert.equal(event.source, "urn:auth0:acme", "the next source candidate is used");
+    assert.equal((event as unknown as Record<string, unknown>).auth0tenant, "acme");
+    assert.equal((event.data as Record<string, unknown>).user_id, "auth0|u\nx", "data itself is unchanged");
+  });
+
+  it("a required attribute with control characters or a lone surrogate makes the record invalid", () => {
+    for (const data of [{ type: "s\u0000" }, { type: "\ud800" }, { type: "s\u0085" }]) {
+      assert.throws(
+        () => mapRecord({ log_id: "902", data } as Auth0LogRecord, registry, defaults),
+        (e: unknown) => e instanceof MappingError && e.reason === "invalid_cloudevent",
+        JSON.stringify(data),
+      );
+    }
+    assert.throws(() => mapRecord({ log_id: "id\r\n", data: { type: "s" } } as Auth0LogRecord, registry, defaults), MappingError);
+    // A paired surrogate (an emoji) is fine.
+    assert.equal(mapRecord({ log_id: "903", data: { type: "s", user_id: "u\u{1F600}" } } as Auth0LogRecord, registry, defaults).event.subject, "users/u\u{1F600}");
+  });
 });
 
 describe("type", () => {
