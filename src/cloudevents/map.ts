@@ -149,6 +149,11 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz
  */
 function rfc3339(value: unknown): string | undefined {
   if (typeof value !== "string") return undefined;
+  // Fast path: Auth0's own form (2021-11-04T00:15:10.706Z) is valid exactly when it round-trips.
+  if (value.length === 24 && value.charCodeAt(23) === 90 /* Z */) {
+    const ms = Date.parse(value);
+    if (Number.isFinite(ms) && new Date(ms).toISOString() === value) return value;
+  }
   const m = RFC3339.exec(value);
   if (!m) return undefined;
   const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];

@@ -396,7 +396,7 @@ const SETTING_LIST = [
   {
     name: "MAX_INFLIGHT_EVENTS",
     ...integer(1, 10000000),
-    description: "Most events being delivered at once; past it the bridge answers 429 with Retry-After instead of queueing.",
+    description: "Most events in flight at once (a request's share is estimated from its Content-Length before its body is read, at 1 KB per event); past it the bridge answers 429 with Retry-After instead of queueing.",
     secret: false,
     presence: "default",
     envOnly: false,

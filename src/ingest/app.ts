@@ -6,17 +6,19 @@ import { decodeBody } from "../auth0/decode.js";
 import { BodyParseError } from "../auth0/record.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import type { Pipeline, PipelineOutcome } from "../pipeline/pipeline.js";
+import type { Admission, Pipeline, PipelineOutcome } from "../pipeline/pipeline.js";
 import type { TokenVerifier } from "./auth.js";
 
 export interface IngestAppOptions {
   path: string;
   maxBodyBytes: number;
   verifyToken: TokenVerifier;
-  pipeline: Pick<Pipeline, "process" | "rejectBody" | "saturated" | "throttled">;
+  pipeline: Pick<Pipeline, "process" | "rejectBody" | "admit" | "throttled">;
   logger: Logger;
   metrics: Metrics;
 }
+
+const ESTIMATED_EVENT_BYTES = 1024;
 
 function sendError(res: Response, status: number, error: string, message: string, extra: Record<string, unknown> = {}): void {
   res.status(status).json({ error, message, ...extra });
@@ -50,11 +52,19 @@ export function createIngestApp(options: IngestAppOptions): express.Express {
     res.status(outcome.status).json(outcome.body);
   };
 
-  // Back-pressure: when too many events are in flight, answer at once, before reading the body.
-  const admit = (_req: Request, res: Response, next: NextFunction) => {
-    if (!options.pipeline.saturated) return next();
-    res.set("connection", "close");
-    answer(res, options.pipeline.throttled());
+  // Back-pressure: reserve room for the request's events before reading its body (estimated from
+  // Content-Length: Auth0 events are 1-2 KB, so 1 KB per event errs on the safe side).
+  const admit = (req: Request, res: Response, next: NextFunction) => {
+    const length = Number(req.get("content-length"));
+    const estimate = Number.isFinite(length) && length > 0 ? Math.ceil(length / ESTIMATED_EVENT_BYTES) : 1;
+    const admission = options.pipeline.admit(estimate);
+    if (!admission) {
+      res.set("connection", "close");
+      return answer(res, options.pipeline.throttled());
+    }
+    res.on("close", () => admission.release());
+    res.locals.admission = admission;
+    next();
   };
 
   app.post(options.path, authenticate, admit, readBody, async (req: Request, res: Response) => {
@@ -71,7 +81,7 @@ export function createIngestApp(options: IngestAppOptions): express.Express {
       }
       throw error;
     }
-    answer(res, await options.pipeline.process(decoded));
+    answer(res, await options.pipeline.process(decoded, res.locals.admission as Admission));
   });
 
   app.all(options.path, (_req, res) => {

@@ -14,6 +14,13 @@ import type { DeliveryResult, OutgoingEvent } from "../sinks/eventgrid.js";
 import type { RecentIds } from "./dedupe.js";
 import type { RoutingRules } from "./routing.js";
 
+/** Room reserved for one request's events (see Pipeline.admit). */
+export interface Admission {
+  /** Adjusts the reservation to the decoded count; false when the larger count does not fit. */
+  resize(events: number): boolean;
+  release(): void;
+}
+
 export interface EventSink {
   deliver(events: readonly OutgoingEvent[]): Promise<DeliveryResult>;
 }
@@ -78,9 +85,38 @@ export class Pipeline {
     this.mapping = { ...options.mapping, typeOverride: options.routing.typeOverride };
   }
 
-  /** True when no more work should be accepted (checked before a body is even read). */
-  get saturated(): boolean {
-    return this.inflight >= this.options.maxInflightEvents;
+  /**
+   * Reserves room for a request's events before its body is read (the estimate comes from its
+   * Content-Length), so a burst of large requests is refused at the door instead of being read
+   * and parsed first. Undefined: no room, answer 429. The reservation is resized to the real
+   * count once the body is decoded, and released when the request is answered.
+   */
+  admit(estimate: number): Admission | undefined {
+    const max = this.options.maxInflightEvents;
+    // One request larger than the cap still goes through when nothing else is in flight.
+    if (this.inflight > 0 && this.inflight + estimate > max) return undefined;
+    let held = estimate;
+    let done = false;
+    this.setInflight(this.inflight + held);
+    return {
+      resize: (events) => {
+        const others = this.inflight - held;
+        if (events > held && others > 0 && others + events > max) return false;
+        this.setInflight(others + events);
+        held = events;
+        return true;
+      },
+      release: () => {
+        if (done) return;
+        done = true;
+        this.setInflight(this.inflight - held);
+      },
+    };
+  }
+
+  private setInflight(value: number): void {
+    this.inflight = value;
+    this.options.metrics.inflightEvents.set(value);
   }
 
   get inflightEvents(): number {
@@ -108,17 +144,15 @@ export class Pipeline {
     return { status: 400, body: { error: "invalid_body", message, ...location } };
   }
 
-  async process(decoded: DecodedBody): Promise<PipelineOutcome> {
+  /** Runs a decoded request; with an admission from admit(), its reservation is resized to the real count. */
+  async process(decoded: DecodedBody, admission?: Admission): Promise<PipelineOutcome> {
     const count = decoded.items.length;
-    // One request larger than the cap still goes through when nothing else is in flight.
-    if (this.inflight > 0 && this.inflight + count > this.options.maxInflightEvents) return this.throttled();
-    this.inflight += count;
-    this.options.metrics.inflightEvents.set(this.inflight);
+    const own = admission ? undefined : this.admit(count);
+    if (admission ? !admission.resize(count) : own === undefined) return this.throttled();
     try {
       return await this.run(decoded);
     } finally {
-      this.inflight -= count;
-      this.options.metrics.inflightEvents.set(this.inflight);
+      own?.release();
     }
   }
 
@@ -128,6 +162,9 @@ export class Pipeline {
     const outgoing: OutgoingEvent[] = [];
     const dead: DeadLetterEntry[] = [];
     const records = new Map<OutgoingEvent, AcceptedItem>();
+    // Counted per request and added once per label set: prom-client's label lookup is not free.
+    const received = new Map<string, { code: string; category: string; n: number }>();
+    const filtered = new Map<string, number>();
 
     for (const item of decoded.items) {
       if (!item.ok) {
@@ -137,10 +174,12 @@ export class Pipeline {
       }
       const info = registry.lookup(item.record.data.type);
       const codeLabel = this.codeLabel(info);
-      metrics.eventsReceived.inc({ code: codeLabel, category: info.apiFilter });
+      const tally = received.get(codeLabel);
+      if (tally) tally.n++;
+      else received.set(codeLabel, { code: codeLabel, category: info.apiFilter, n: 1 });
       if (routing.drops(info)) {
         summary.filtered++;
-        metrics.eventsFiltered.inc({ code: codeLabel });
+        filtered.set(codeLabel, (filtered.get(codeLabel) ?? 0) + 1);
         continue;
       }
       let event;
@@ -155,7 +194,6 @@ export class Pipeline {
       }
       if (recent.has(event.id)) {
         summary.duplicates++;
-        metrics.eventsDuplicate.inc();
         continue;
       }
       const structured = JSON.stringify(event);
@@ -171,6 +209,9 @@ export class Pipeline {
       records.set(out, item);
     }
 
+    for (const t of received.values()) metrics.eventsReceived.inc({ code: t.code, category: t.category }, t.n);
+    for (const [code, n] of filtered) metrics.eventsFiltered.inc({ code }, n);
+    if (summary.duplicates > 0) metrics.eventsDuplicate.inc(summary.duplicates);
     health.counters.received += summary.received;
     health.counters.filtered += summary.filtered;
 
@@ -178,10 +219,12 @@ export class Pipeline {
     if (outgoing.length > 0) result = await sink.deliver(outgoing);
 
     summary.published = result.published.length;
+    const published = new Map<string, number>();
     for (const event of result.published) {
-      metrics.eventsPublished.inc({ code: event.code });
+      published.set(event.code, (published.get(event.code) ?? 0) + 1);
       recent.add(event.id);
     }
+    for (const [code, n] of published) metrics.eventsPublished.inc({ code }, n);
     health.counters.published += result.published.length;
 
     for (const r of result.rejected) {

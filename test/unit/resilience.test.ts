@@ -47,11 +47,15 @@ test("dedupe window: remembers up to its capacity, forgets the oldest first", ()
   const recent = new RecentIds(3);
   for (const id of ["a", "b", "c"]) recent.add(id);
   assert.ok(recent.has("a") && recent.has("b") && recent.has("c"));
-  recent.add("a"); // refresh: b is now the oldest
+  recent.add("a"); // already known: no second slot
   recent.add("d");
-  assert.equal(recent.has("b"), false);
-  assert.ok(recent.has("a") && recent.has("c") && recent.has("d"));
+  assert.equal(recent.has("a"), false, "a was the oldest");
+  assert.ok(recent.has("b") && recent.has("c") && recent.has("d"));
   assert.equal(recent.size, 3);
+  for (let i = 0; i < 10; i++) recent.add(`x${i}`);
+  assert.equal(recent.size, 3);
+  assert.ok(recent.has("x7") && recent.has("x8") && recent.has("x9"));
+  assert.equal(recent.has("d"), false);
 });
 
 test("dedupe window of 0 remembers nothing", () => {
