@@ -141,6 +141,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     maxInflightEvents: config.MAX_INFLIGHT_EVENTS,
     onExhausted: config.ON_EXHAUSTED,
     retryAfterSeconds: config.RESPONSE_RETRY_AFTER_SECONDS,
+    targetDown: () => publisher.breaker.state === "open" && publisher.breaker.retryInMs > 0,
   });
   health.setLiveState(() => ({ circuitBreaker: publisher.breaker.state, deadLetterRecords: deadLetters.waitingRecords, inflightEvents: pipeline.inflightEvents }));
   // A replay run in another process settles records; pick that up for the gauge now and then.

@@ -1,6 +1,9 @@
 // Runs the local Event Grid emulator from the command line for development:
 //   node --import tsx src/emulator/cli.ts [--port 4000] [--host 127.0.0.1] [--key K] [--sas-token T]
 //     [--channel C] [--out events.jsonl] [--input-schema CloudEventV10] [--path /api/events]
+//     [--no-retain] [--delay-ms N]
+// --no-retain keeps only counts of accepted events and requests (for long benchmarks);
+// --delay-ms answers every valid publish after N ms (a slow Event Grid).
 // Prints one line with the endpoint and the bridge settings that point at it; stops on SIGINT/SIGTERM.
 import { parseArgs } from "node:util";
 import { startEmulator } from "./emulator.js";
@@ -8,8 +11,13 @@ import type { EmulatorOptions, InputSchema } from "./emulator.js";
 
 const INPUT_SCHEMAS: readonly InputSchema[] = ["CloudEventV10", "EventGridEvent", "CustomInputEvent"];
 
+interface CliOptions extends EmulatorOptions {
+  /** Delay before every answer to a valid publish (0: answer at once). */
+  delayMs?: number;
+}
+
 /** Turns argv into emulator options; throws an Error with a one-line message on bad input. */
-function parseCliArgs(argv: string[]): EmulatorOptions {
+function parseCliArgs(argv: string[]): CliOptions {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -23,9 +31,11 @@ function parseCliArgs(argv: string[]): EmulatorOptions {
       out: { type: "string" },
       "input-schema": { type: "string" },
       path: { type: "string" },
+      "no-retain": { type: "boolean" },
+      "delay-ms": { type: "string" },
     },
   });
-  const options: EmulatorOptions = {};
+  const options: CliOptions = {};
   if (values.port !== undefined) {
     const port = Number(values.port);
     if (!/^\d+$/.test(values.port) || port > 65535) throw new Error(`--port must be an integer from 0 to 65535, got '${values.port}'`);
@@ -55,18 +65,26 @@ function parseCliArgs(argv: string[]): EmulatorOptions {
     if (!values.path.startsWith("/")) throw new Error(`--path must start with '/', got '${values.path}'`);
     options.path = values.path;
   }
+  if (values["no-retain"]) options.retainEvents = false;
+  const delay = values["delay-ms"];
+  if (delay !== undefined) {
+    if (!/^\d+$/.test(delay) || Number(delay) > 600_000) throw new Error(`--delay-ms must be an integer from 0 to 600000, got '${delay}'`);
+    options.delayMs = Number(delay);
+  }
   return options;
 }
 
 async function main(): Promise<void> {
-  let options: EmulatorOptions;
+  let options: CliOptions;
   try {
     options = parseCliArgs(process.argv.slice(2));
   } catch (err) {
     process.stderr.write(`eventgrid-emulator: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const emulator = await startEmulator(options);
+  const { delayMs, ...emulatorOptions } = options;
+  const emulator = await startEmulator(emulatorOptions);
+  if (delayMs) emulator.setFault(() => ({ status: 200, delayMs }));
   // The key printed is the emulator's own (given on this command line), so showing it is the point;
   // with no auth configured any value is accepted.
   const env = [`EVENTGRID_ENDPOINT=${emulator.url}`];
@@ -76,7 +94,8 @@ async function main(): Promise<void> {
   env.push("EVENTGRID_ALLOW_INSECURE=true");
   process.stdout.write(
     `Event Grid emulator listening on ${emulator.url} (input schema ${options.inputSchema ?? "CloudEventV10"}` +
-      `${options.outFile ? `, appending events to ${options.outFile}` : ""}); point the bridge at it with: ${env.join(" ")}\n`,
+      `${options.outFile ? `, appending events to ${options.outFile}` : ""}` +
+      `${options.retainEvents === false ? ", counting only" : ""}${delayMs ? `, answering after ${delayMs} ms` : ""}); point the bridge at it with: ${env.join(" ")}\n`,
   );
 
   const stop = (): void => {

@@ -28,6 +28,10 @@ export interface EmulatorOptions {
   /** Append every accepted event as one JSON line. */
   outFile?: string;
   path?: string;
+  /** Keep accepted events in `events` and request records (with headers) in `requests` (default
+   * true). When false both stay empty, so a long benchmark does not grow the emulator's memory:
+   * only `acceptedCount` and `statusCounts` move (and `outFile`, when set, is still appended to). */
+  retainEvents?: boolean;
 }
 
 export interface ScriptedResponse {
@@ -66,7 +70,14 @@ export interface Emulator {
   readonly port: number;
   readonly events: ReceivedEvent[];
   readonly requests: RequestRecord[];
-  /** Queue answers: each following POST (past auth and header checks) consumes one, FIFO. */
+  /** Events accepted since start/reset; maintained whether or not events are retained. */
+  readonly acceptedCount: number;
+  /** Recorded requests (every method) by status ("200", "503", "dropped", ...) since start/reset;
+   * maintained in both modes, and the only per-request trace when `retainEvents` is false. */
+  readonly statusCounts: Record<string, number>;
+  /** Queue answers: each following POST that passes auth, header and size checks consumes one, FIFO.
+   * A non-2xx or `drop` script answers without looking at the body; a 2xx script still validates
+   * (an invalid body gets its 400, after `delayMs`) and stores the events when it answers. */
   script(...responses: ScriptedResponse[]): void;
   /** Called for each valid, unscripted POST. `requestNumber` is the 1-based count of POSTs since start/reset. */
   setFault(fn: FaultFn | undefined): void;
@@ -148,7 +159,7 @@ function validateCloudEvent(ev: unknown): string | undefined {
   for (const name of ["id", "source", "type"] as const) {
     if (typeof e[name] !== "string" || e[name] === "") return `required attribute '${name}' must be a non-empty string`;
   }
-  if (e.specversion !== "1.0") return `'specversion' must be "1.0" (got ${JSON.stringify(e.specversion) ?? "nothing"})`;
+  if (e.specversion !== "1.0") return `'specversion' must be "1.0" (got ${(JSON.stringify(e.specversion) ?? "nothing").slice(0, 40)})`;
   // JSON null means "absent" for optional attributes in the CloudEvents JSON format.
   if (e.time != null && (typeof e.time !== "string" || !isRfc3339(e.time))) return "'time' must be an RFC 3339 timestamp";
   if (e.data !== undefined && e.data_base64 !== undefined) return "'data' and 'data_base64' are mutually exclusive";
@@ -160,6 +171,43 @@ function validateCloudEvent(ev: unknown): string | undefined {
   return undefined;
 }
 
+// JSON.stringify of a parsed value is at most this many times longer than the JSON text it came
+// from: whitespace and escapes only shrink, an invalid UTF-8 byte becomes 3 bytes (U+FFFD), and
+// the worst number case is "1e20" (4 bytes) -> "100000000000000000000" (21 bytes).
+const MAX_EXPANSION = 6;
+
+/** Byte length of the text of each top-level element of a (valid) JSON array: an upper bound on
+ * the raw size of each event, including surrounding whitespace. Strings are skipped with the
+ * native indexOf, which keeps this several times cheaper than re-serializing. */
+function rawSizeBounds(body: Buffer): number[] {
+  const bounds: number[] = [];
+  let depth = 0;
+  let last = -1;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (c === 0x22) {
+      // The closing quote is the next one not preceded by an odd run of backslashes.
+      let end = i;
+      for (;;) {
+        end = body.indexOf(0x22, end + 1);
+        if (end < 0) return bounds;
+        let k = end - 1;
+        while (body[k] === 0x5c) k--;
+        if ((end - 1 - k) % 2 === 0) break;
+      }
+      i = end;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (depth++ === 0) last = i;
+    } else if (c === 0x5d || c === 0x7d) {
+      if (--depth === 0) bounds.push(i - last - 1);
+    } else if (c === 0x2c && depth === 1) {
+      bounds.push(i - last - 1);
+      last = i;
+    }
+  }
+  return bounds;
+}
+
 export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
   const host = options.host ?? "127.0.0.1";
   const basePath = options.path ?? "/api/events";
@@ -169,9 +217,15 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const maxEventsPerRequest = options.maxEventsPerRequest ?? 5000;
   const { key, sasToken, channel, outFile } = options;
   const authRequired = key !== undefined || sasToken !== undefined;
+  const retain = options.retainEvents ?? true;
 
   const events: ReceivedEvent[] = [];
   const requests: RequestRecord[] = [];
+  const statusCounts: Record<string, number> = {};
+  // Records already counted in statusCounts, so a later status change moves the count.
+  const counted = new WeakSet<RequestRecord>();
+  let acceptedCount = 0;
+  let requestCount = 0;
   const scripts: ScriptedResponse[] = [];
   let fault: FaultFn | undefined;
   let postCount = 0;
@@ -191,8 +245,33 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     }
   }
 
+  function countStatus(status: RequestRecord["status"], by: number): void {
+    const k = String(status);
+    const n = (statusCounts[k] ?? 0) + by;
+    if (n === 0) delete statusCounts[k];
+    else statusCounts[k] = n;
+  }
+
   function record(rec: RequestRecord): void {
-    requests.push(rec);
+    requestCount++;
+    countStatus(rec.status, 1);
+    counted.add(rec);
+    if (retain) requests.push(rec);
+    notify();
+  }
+
+  /** Changes the status of a request that may already be recorded, keeping statusCounts right. */
+  function restatus(rec: RequestRecord, status: RequestRecord["status"]): void {
+    if (counted.has(rec)) {
+      countStatus(rec.status, -1);
+      countStatus(status, 1);
+    }
+    rec.status = status;
+  }
+
+  function keep(accepted: ReceivedEvent[]): void {
+    acceptedCount += accepted.length;
+    if (retain) for (const ev of accepted) events.push(ev);
     notify();
   }
 
@@ -266,16 +345,14 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
 
   function store(accepted: ReceivedEvent[]): Promise<void> {
     if (outFile === undefined) {
-      for (const ev of accepted) events.push(ev);
-      notify();
+      keep(accepted);
       return Promise.resolve();
     }
     // Chained so the file and `events` keep arrival order even when appends overlap.
     const lines = accepted.map((ev) => JSON.stringify(ev) + "\n").join("");
     const done = writeChain.then(async () => {
       if (lines) await appendFile(outFile, lines, "utf8");
-      for (const ev of accepted) events.push(ev);
-      notify();
+      keep(accepted);
     });
     writeChain = done.catch(() => undefined);
     return done;
@@ -294,7 +371,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       store(opts.accepted).then(
         () => writeAnswer(res, a),
         (err: unknown) => {
-          rec.status = 500;
+          restatus(rec, 500);
           writeAnswer(res, { status: 500, message: `The emulator could not write the out file: ${(err as Error).message}` });
         },
       );
@@ -304,7 +381,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     const cancel = (): void => {
       clearTimeout(timer);
       delayed.delete(cancel);
-      if (!res.headersSent) rec.status = "dropped";
+      if (!res.headersSent) restatus(rec, "dropped");
       res.socket?.destroy();
     };
     const timer = setTimeout(() => {
@@ -344,10 +421,17 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     if (list.length > maxEventsPerRequest) {
       return reject(413, "TooManyEvents", `The request contains ${list.length} events; the maximum is ${maxEventsPerRequest}.`);
     }
+    // Re-serializing every event costs as much as parsing it, so only events whose raw text could
+    // serialize past the limit are measured exactly (see rawSizeBounds).
+    const skipAll = body.length * MAX_EXPANSION <= maxEventBytes;
+    const bounds = skipAll ? [] : contentType === BATCH_TYPE ? rawSizeBounds(body) : [body.length];
+    const trusted = bounds.length === list.length; // otherwise measure everything
     for (let i = 0; i < list.length; i++) {
-      const size = Buffer.byteLength(JSON.stringify(list[i]) ?? "");
-      if (size > maxEventBytes) {
-        return reject(413, "EventTooLarge", `Event at index ${i} is ${size} bytes; the maximum event size is ${maxEventBytes} bytes.`);
+      if (!skipAll && (!trusted || bounds[i]! * MAX_EXPANSION > maxEventBytes)) {
+        const size = Buffer.byteLength(JSON.stringify(list[i]) ?? "");
+        if (size > maxEventBytes) {
+          return reject(413, "EventTooLarge", `Event at index ${i} is ${size} bytes; the maximum event size is ${maxEventBytes} bytes.`);
+        }
       }
       const problem = validateCloudEvent(list[i]);
       if (problem) return reject(400, "InputJsonInvalid", `Event at index ${i} is not a valid CloudEvent 1.0: ${problem}.`);
@@ -376,7 +460,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       method: req.method ?? "",
       path: q < 0 ? rawUrl : rawUrl.slice(0, q),
       query: q < 0 ? "" : rawUrl.slice(q + 1),
-      headers: { ...req.headers },
+      headers: retain ? { ...req.headers } : {},
       status: 0,
       eventCount: 0,
       bytes: 0,
@@ -481,16 +565,18 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
 
   function waitFor(what: "events" | "requests", count: number, timeoutMs: number): Promise<void> {
     const list = what === "events" ? events : requests;
-    if (list.length >= count) return Promise.resolve();
-    if (closing) return Promise.reject(new Error(`wait for ${count} ${what}: the emulator is closed (have ${list.length})`));
+    // Without retention the lists stay empty: wait on the counters instead.
+    const have = (): number => (retain ? list.length : what === "events" ? acceptedCount : requestCount);
+    if (have() >= count) return Promise.resolve();
+    if (closing) return Promise.reject(new Error(`wait for ${count} ${what}: the emulator is closed (have ${have()})`));
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = {
-        ready: () => list.length >= count,
+        ready: () => have() >= count,
         resolve,
         reject,
         timer: setTimeout(() => {
           waiters.delete(w);
-          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${count} ${what}; the emulator has ${list.length}`));
+          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${count} ${what}; the emulator has ${have()}`));
         }, timeoutMs),
       };
       waiters.add(w);
@@ -502,6 +588,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     port,
     events,
     requests,
+    get acceptedCount() {
+      return acceptedCount;
+    },
+    statusCounts,
     script(...responses) {
       scripts.push(...responses);
     },
@@ -514,6 +604,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       // Truncate in place: callers may hold references to these arrays.
       events.length = 0;
       requests.length = 0;
+      for (const k of Object.keys(statusCounts)) delete statusCounts[k];
+      acceptedCount = 0;
+      requestCount = 0;
       scripts.length = 0;
       fault = undefined;
       postCount = 0;

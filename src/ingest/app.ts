@@ -13,7 +13,7 @@ export interface IngestAppOptions {
   path: string;
   maxBodyBytes: number;
   verifyToken: TokenVerifier;
-  pipeline: Pick<Pipeline, "process" | "rejectBody" | "admit" | "throttled">;
+  pipeline: Pick<Pipeline, "process" | "rejectBody" | "admit" | "throttled" | "refusingFast" | "unavailable">;
   logger: Logger;
   metrics: Metrics;
 }
@@ -55,6 +55,10 @@ export function createIngestApp(options: IngestAppOptions): express.Express {
   // Back-pressure: reserve room for the request's events before reading its body (estimated from
   // Content-Length: Auth0 events are 1-2 KB, so 1 KB per event errs on the safe side).
   const admit = (req: Request, res: Response, next: NextFunction) => {
+    if (options.pipeline.refusingFast) {
+      res.set("connection", "close");
+      return answer(res, options.pipeline.unavailable());
+    }
     const length = Number(req.get("content-length"));
     const estimate = Number.isFinite(length) && length > 0 ? Math.ceil(length / ESTIMATED_EVENT_BYTES) : 1;
     const admission = options.pipeline.admit(estimate);

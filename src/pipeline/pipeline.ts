@@ -69,6 +69,8 @@ export interface PipelineOptions {
   onExhausted: "retry" | "dead-letter";
   /** Retry-After sent with a 503 or 429. */
   retryAfterSeconds: number;
+  /** True while the Event Grid target is known to be unavailable (the circuit breaker is open). */
+  targetDown: () => boolean;
 }
 
 // Unknown codes come from the sender; cap how many distinct ones become metric labels.
@@ -91,6 +93,22 @@ export class Pipeline {
    * and parsed first. Undefined: no room, answer 429. The reservation is resized to the real
    * count once the body is decoded, and released when the request is answered.
    */
+  /**
+   * While Event Grid is known to be down (circuit breaker open) and failures are answered with 503
+   * anyway, answer before reading the body: an outage then costs almost nothing per request.
+   */
+  get refusingFast(): boolean {
+    return this.options.onExhausted === "retry" && this.options.targetDown();
+  }
+
+  unavailable(): PipelineOutcome {
+    return {
+      status: 503,
+      retryAfterSeconds: this.options.retryAfterSeconds,
+      body: { error: "eventgrid_unavailable", message: "Event Grid is unavailable (circuit breaker open); send this request again later" },
+    };
+  }
+
   admit(estimate: number): Admission | undefined {
     const max = this.options.maxInflightEvents;
     // One request larger than the cap still goes through when nothing else is in flight.

@@ -149,10 +149,11 @@ test("circuit breaker: opens after consecutive failures, answers 503 without cal
     const posts = stack.emulator.requests.filter((r) => r.method === "POST").length;
     const fast = await stack.post(jsonLines([record("cb-fast")]));
     assert.equal(fast.status, 503);
+    assert.ok(fast.headers.get("retry-after"));
+    assert.equal(fast.json.error, "eventgrid_unavailable", "answered before the body was read");
     assert.equal(stack.emulator.requests.filter((r) => r.method === "POST").length, posts, "Event Grid was not called while open");
     const health = (await (await fetch(`${stack.bridge.adminUrl}/health`)).json()) as { circuitBreaker: string };
     assert.equal(health.circuitBreaker, "open");
-    assert.ok(stack.logs.find("delivery failed").some((l) => l.reason === "circuit_open"));
     stack.emulator.setFault(undefined);
     // Wait out the cool-down by polling the breaker rather than sleeping a fixed time.
     let res;
