@@ -233,6 +233,29 @@ describe("malformed requests (raw fetch)", () => {
       assert.equal(emu.events.length, 0);
     }));
 
+  test("event size is the byte length of JSON.stringify of the parsed event", () =>
+    withEmulator({ key: KEY, maxEventBytes: 300 }, async (emu) => {
+      const exact = (data: string): Record<string, unknown> => rawEvent("x", { data });
+      const base = Buffer.byteLength(JSON.stringify(exact("")));
+      // Exactly at the limit is accepted, one byte over is not (multi-byte characters count as bytes).
+      const fill = "é".repeat(Math.floor((300 - base) / 2)) + "a".repeat((300 - base) % 2);
+      assert.equal(Buffer.byteLength(JSON.stringify(exact(fill))), 300);
+      assert.equal((await post(emu, JSON.stringify([exact(fill)]))).status, 200);
+      await eventGridError(await post(emu, JSON.stringify([exact(fill + "a")])), 413);
+      // Whitespace in the request does not count...
+      const padded = `[ ${JSON.stringify(rawEvent("pad")).replaceAll('","', `",${" ".repeat(200)}"`)} ]`;
+      assert.ok(Buffer.byteLength(padded) > 1000);
+      assert.equal((await post(emu, padded)).status, 200);
+      // ...but numbers that serialize longer than they were written do.
+      const tricky = JSON.stringify(rawEvent("num", { data: "X" })).replace('"X"', `[${Array(12).fill("1e20").join(",")}]`);
+      assert.ok(Buffer.byteLength(tricky) < 300);
+      // Event 0's escaped quotes and brackets must not confuse the per-event size bounds.
+      const first = String.raw`{"source":"\\","id":"s\"},{\"","type":"t","specversion":"1.0"}`;
+      const error = await eventGridError(await post(emu, `[${first},${tricky}]`), 413);
+      assert.match(error.message, /index 1/);
+      assert.equal(emu.events.length, 2);
+    }));
+
   test("a body over maxRequestBytes -> 413, and the connection stays usable", () =>
     withEmulator({ key: KEY, maxRequestBytes: 2000 }, async (emu) => {
       await eventGridError(await post(emu, JSON.stringify([rawEvent("big", { data: "x".repeat(5000) })])), 413);
@@ -426,6 +449,37 @@ describe("waiting and output", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  test("retainEvents: false keeps counts only (events, requests by status); waits and reset use them", () =>
+    withEmulator({ key: KEY, retainEvents: false }, async (emu) => {
+      const waiting = emu.waitForEvents(3);
+      await client(emu).send([input("n1"), input("n2")]);
+      emu.script({ status: 503 });
+      await assert.rejects(client(emu).send([input("n3")]), restError(503));
+      assert.equal((await post(emu, JSON.stringify([rawEvent("n3")]))).status, 200);
+      await waiting;
+      await eventGridError(await post(emu, "[1]"), 400);
+      await fetch(emu.url, { method: "OPTIONS", headers: { "aeg-sas-key": KEY } });
+      assert.equal(emu.acceptedCount, 3);
+      assert.deepEqual(emu.statusCounts, { "200": 3, "503": 1, "400": 1 });
+      assert.equal(emu.events.length, 0, "no event is kept");
+      assert.equal(emu.requests.length, 0, "no request record (nor its headers) is kept");
+      await emu.waitForRequests(5);
+      await assert.rejects(emu.waitForEvents(4, 50), /the emulator has 3/);
+      emu.reset();
+      assert.equal(emu.acceptedCount, 0);
+      assert.deepEqual(emu.statusCounts, {});
+    }));
+
+  test("acceptedCount and statusCounts are kept when events are retained too", () =>
+    withEmulator({ key: KEY }, async (emu) => {
+      await client(emu).send([input("k1"), input("k2")]);
+      await eventGridError(await post(emu, JSON.stringify([rawEvent("bad", { specversion: "0.3" })])), 400);
+      assert.equal(emu.acceptedCount, 2);
+      assert.equal(emu.events.length, 2);
+      assert.deepEqual(emu.statusCounts, { "200": 1, "400": 1 });
+      assert.equal(emu.requests.length, 2);
+    }));
 });
 
 /** Resolves with the first line a stream prints; rejects if it ends first. */
@@ -466,6 +520,39 @@ describe("CLI", () => {
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     }
+  });
+
+  test("--no-retain and --delay-ms: counts only, every publish answered after the delay", { timeout: 30_000 }, async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "src/emulator/cli.ts", "--port", "0", "--key", KEY, "--no-retain", "--delay-ms", "150"], {
+      cwd: REPO_ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const exited = once(child, "close") as Promise<[number | null, NodeJS.Signals | null]>;
+    try {
+      const line = await firstLine(child.stdout);
+      assert.match(line, /counting only, answering after 150 ms/);
+      const url = /EVENTGRID_ENDPOINT=(\S+)/.exec(line)?.[1];
+      assert.ok(url, `no endpoint in: ${line}`);
+      const started = performance.now();
+      await new EventGridPublisherClient(url, "CloudEvent", new AzureKeyCredential(KEY), CLIENT_OPTIONS).send([input("slow1")]);
+      assert.ok(performance.now() - started >= 140, "answered after the delay");
+      child.kill("SIGTERM");
+      const [code] = await exited;
+      assert.equal(code, 0);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+  });
+
+  test("--delay-ms must be a whole number of milliseconds", { timeout: 30_000 }, async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "src/emulator/cli.ts", "--delay-ms", "1.5"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += String(chunk);
+    });
+    const [code] = (await once(child, "close")) as [number | null];
+    assert.equal(code, 2);
+    assert.match(stderr, /--delay-ms must be an integer from 0 to 600000, got '1\.5'/);
   });
 
   test("invalid arguments: one line on stderr, exit 2", { timeout: 30_000 }, async () => {
