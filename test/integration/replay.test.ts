@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { startEmulator } from "../../src/emulator/emulator.js";
 import { parseReplayArgs, UsageError } from "../../src/replay.js";
-import { KEY, ROOT, jsonLines, record, startStack } from "../helpers/harness.js";
+import { KEY, ROOT, record, startStack } from "../helpers/harness.js";
 
 function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
