@@ -139,15 +139,16 @@ const OUTAGE = { healthyS: 5, measureHealthyFromS: 2, maxUpS: 45, recoveredFract
 
 // ---------------------------------------------------------------- helpers
 
-function freePort() {
-  return new Promise((resolve, reject) => {
+/** n distinct free ports: all listeners are open at once, so the OS cannot hand out one twice. */
+async function freePorts(n) {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
+    s.listen(0, "127.0.0.1", () => resolve(s));
+  })));
+  const ports = servers.map((s) => s.address().port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }
 
 const CLK_TCK = (() => {
@@ -263,8 +264,7 @@ function buildIfNeeded() {
 // ---------------------------------------------------------------- systems under test
 
 async function startTarget(kind, emulatorUrl, work, { cpuProfDir } = {}) {
-  const port = await freePort();
-  const adminPort = await freePort();
+  const [port, adminPort] = await freePorts(2);
   const logPath = join(work, `${kind}-${port}.log`);
   const logFd = openSync(logPath, "w");
   let child;
@@ -564,6 +564,7 @@ async function outageRun(emulator, target, load) {
   let peakRss = 0;
   const rssTimeline = [];
   const t0 = now();
+  const firstSnapshot = snapshot(target, emulator, load.pid);
   const sampler = setInterval(() => {
     const m = memory(target.pid);
     if (m.rss > peakRss) peakRss = m.rss;
@@ -593,6 +594,9 @@ async function outageRun(emulator, target, load) {
       }
     }
     const end = snapshot(target, emulator, load.pid);
+    const start = firstSnapshot;
+    const driverCpu = process.cpuUsage(start.driverCpu);
+    const otherLoadAll = (end.machine - start.machine - ((end.cpu - start.cpu) + (end.loadCpu - start.loadCpu) + (driverCpu.user + driverCpu.system) / 1e6)) / ((end.t - start.t) / 1000);
     const mem = memory(target.pid);
     const res = await load.stop();
     const data = res.data;
@@ -621,6 +625,7 @@ async function outageRun(emulator, target, load) {
       }
     }
     return {
+      otherLoad: otherLoadAll,
       healthyEventsPerSecond: healthyRate,
       healthyP50: healthy.p50,
       healthyP99: healthy.p99,
@@ -743,13 +748,13 @@ function printReport(summary, info, command) {
     p();
     p(`${point.label}: medians of ${runs} run(s)`);
     p();
-    p("| System | healthy: events/s, answer p50 / p99 / max ms | peak RSS MB | outage: answer p50 / p99 / max ms | outage: answered ≤ 1 s | whole run: answered ≤ 1 s | no answer within 60 s | non-2xx without Retry-After | EG requests during outage | first 200 after EG up, s | ≥ 90% throughput after EG up, s |");
-    p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    p("| System | healthy: events/s, answer p50 / p99 / max ms | peak RSS MB | outage: answer p50 / p99 / max ms | outage: answered ≤ 1 s | whole run: answered ≤ 1 s | no answer within 60 s | non-2xx without Retry-After | EG requests during outage | first 200 after EG up, s | ≥ 90% throughput after EG up, s | other load, cores |");
+    p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const kind of targets) {
       const e = summary.get(`${point.id}|${kind}`);
       if (!e) continue;
       const m = e.median;
-      p(`| ${kind} | ${fmt.int(m.healthyEventsPerSecond)}, ${fmt.ms(m.healthyP50)} / ${fmt.ms(m.healthyP99)} / ${fmt.ms(m.healthyMax)} | ${fmt.int(m.peakRssMb)} | ${fmt.ms(m.downP50)} / ${fmt.ms(m.downP99)} / ${fmt.ms(m.downMax)} | ${fmt.pct(m.downWithin1s)} | ${fmt.pct(m.allWithin1s)} | ${fmt.int(m.transportErrors)} | ${fmt.int(m.downRetryAfterMissing)} | ${fmt.int(m.egRequestsDuringOutage)} | ${fmt.n1(m.firstOkAfterUpSeconds)} | ${fmt.n1(m.recoverySeconds)} |`);
+      p(`| ${kind} | ${fmt.int(m.healthyEventsPerSecond)}, ${fmt.ms(m.healthyP50)} / ${fmt.ms(m.healthyP99)} / ${fmt.ms(m.healthyMax)} | ${fmt.int(m.peakRssMb)} | ${fmt.ms(m.downP50)} / ${fmt.ms(m.downP99)} / ${fmt.ms(m.downMax)} | ${fmt.pct(m.downWithin1s)} | ${fmt.pct(m.allWithin1s)} | ${fmt.int(m.transportErrors)} | ${fmt.int(m.downRetryAfterMissing)} | ${fmt.int(m.egRequestsDuringOutage)} | ${fmt.n1(m.firstOkAfterUpSeconds)} | ${fmt.n1(m.recoverySeconds)} | ${fmt.n2(m.otherLoad)} |`);
     }
     for (const kind of targets) {
       const e = summary.get(`${point.id}|${kind}`);
@@ -835,7 +840,7 @@ async function main() {
           const r = await measure(emulatorModule, point, kind, work);
           results.push({ point, kind, run, r });
           const summaryLine = point.outage
-            ? `healthy ${fmt.int(r.healthyEventsPerSecond)} ev/s, peak RSS ${fmt.int(r.peakRssMb)} MB, outage answers max ${fmt.ms(r.downMax)} ms (${fmt.pct(r.downWithin1s)} <= 1 s) ${JSON.stringify(r.downStatuses)}, recovered in ${fmt.n1(r.recoverySeconds)} s`
+            ? `other load ${fmt.n2(r.otherLoad)} cores, healthy ${fmt.int(r.healthyEventsPerSecond)} ev/s, peak RSS ${fmt.int(r.peakRssMb)} MB, outage answers max ${fmt.ms(r.downMax)} ms (${fmt.pct(r.downWithin1s)} <= 1 s) ${JSON.stringify(r.downStatuses)}, recovered in ${fmt.n1(r.recoverySeconds)} s`
             : `${fmt.int(r.eventsPerSecond)} ev/s, p50 ${fmt.ms(r.p50)} p99 ${fmt.ms(r.p99)} max ${fmt.ms(r.max)} ms, EG req/1k ${fmt.n1(r.egRequestsPer1k)}, CPU ${fmt.n3(r.cpuPer10k)} s/10k (bridge ${fmt.n2(r.cpuUtilisation)} / loadgen ${fmt.n2(r.loadCpuUtilisation)} / emulator ${fmt.n2(r.emulatorCpuUtilisation)} cores), RSS ${fmt.int(r.peakRssMb)} MB, other load ${fmt.n2(r.otherLoad)} cores, statuses ${JSON.stringify(r.statuses)}${point.mode === "rate" ? `, send lag p99/max ${fmt.ms(r.sendLagP99)}/${fmt.ms(r.sendLagMax)} ms` : ""}${r.skipped ? `, skipped ${r.skipped}` : ""}${r.transportErrors ? `, transport errors ${r.transportErrors} (${r.lastError})` : ""}`;
           process.stderr.write(`bench: run ${run + 1}/${runs} ${point.id} ${kind}: ${summaryLine} [${((Date.now() - t) / 1000).toFixed(0)} s]\n`);
           if (args.timeline && r.timeline) {
