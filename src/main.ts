@@ -7,7 +7,6 @@ import { createServer, type Server } from "node:http";
 import { dirname, resolve } from "node:path";
 import type { Writable } from "node:stream";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { AzureKeyCredential, AzureSASCredential } from "@azure/core-auth";
 import { loadRegistry } from "./auth0/registry.js";
 import { loadConfig, ConfigError, secretValues, DEV_STREAM_TOKEN } from "./config/load.js";
 import type { Config } from "./config/settings.js";
@@ -20,11 +19,12 @@ import { createLogger, flushLogger, type Logger } from "./observability/logger.j
 import { createMetrics, type Metrics } from "./observability/metrics.js";
 import { RecentIds } from "./pipeline/dedupe.js";
 import { Pipeline } from "./pipeline/pipeline.js";
+import { Router, RouteError } from "./pipeline/router.js";
 import { RoutingRules } from "./pipeline/routing.js";
-import { Coalescer } from "./sinks/coalescer.js";
+import { loadRedactionPresets } from "./cloudevents/redact.js";
+import { buildTopology, DEFAULT_NAME, topologySecrets, TopologyError, type Topology } from "./config/topology.js";
 import { DeadLetterStore } from "./sinks/dead-letter.js";
-import { EventGridPublisher, EventGridTransport } from "./sinks/eventgrid.js";
-import { checkEventGridTarget, type EventGridCredential } from "./sinks/eventgrid-target.js";
+import { buildDestination, type BuiltDestination } from "./sinks/destinations.js";
 
 export const ROOT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const VERSION: string = (JSON.parse(readFileSync(resolve(ROOT_DIR, "package.json"), "utf8")) as { version: string }).version;
@@ -34,6 +34,8 @@ const EVENTGRID_MAX_EVENT_BYTES = 1_048_576;
 
 export interface BridgeOptions {
   config: Config;
+  /** Streams, destinations and routes (loadConfig builds it); by default, from the settings alone. */
+  topology?: Topology;
   /** Where log lines go (stdout by default; tests capture them). */
   logStream?: Writable;
   /** Warnings from loading the configuration, logged once the logger exists. */
@@ -54,14 +56,6 @@ export interface Bridge {
   stop(): Promise<void>;
 }
 
-export async function credentialFor(config: Config): Promise<EventGridCredential> {
-  if (config.EVENTGRID_KEY) return new AzureKeyCredential(config.EVENTGRID_KEY);
-  if (config.EVENTGRID_SAS_TOKEN) return new AzureSASCredential(config.EVENTGRID_SAS_TOKEN);
-  // Loaded only when used: workload identity on Kubernetes, az login on a laptop.
-  const { DefaultAzureCredential } = await import("@azure/identity");
-  return new DefaultAzureCredential();
-}
-
 function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
   return new Promise((resolvePromise, reject) => {
     server.once("error", reject);
@@ -75,47 +69,48 @@ function listen(server: Server, port: number, host: string): Promise<AddressInfo
 const urlOf = (address: AddressInfo, path: string) =>
   `http://${address.family === "IPv6" ? `[${address.address}]` : address.address === "0.0.0.0" ? "127.0.0.1" : address.address}:${address.port}${path}`;
 
-/** The Event Grid sink as configured; the bridge and the replay command publish through it. */
-export function createPublisher(
-  config: Config,
-  credential: EventGridCredential,
-  deps: { logger: Logger; metrics: Metrics; sleep?: (ms: number) => Promise<void> },
-): EventGridPublisher {
-  if (!config.EVENTGRID_ENDPOINT) throw new ConfigError("EVENTGRID_ENDPOINT is required to publish");
-  return new EventGridPublisher({
-    client: new EventGridTransport(config.EVENTGRID_ENDPOINT, credential, config.EVENTGRID_ALLOW_INSECURE),
-    ...(config.EVENTGRID_CHANNEL ? { channel: config.EVENTGRID_CHANNEL } : {}),
-    retries: config.PUBLISH_RETRIES,
-    timeoutMs: config.PUBLISH_TIMEOUT_MS,
-    backoff: { baseDelayMs: config.RETRY_BASE_DELAY_MS, maxDelayMs: config.RETRY_MAX_DELAY_MS, retryAfterMaxMs: config.RETRY_AFTER_MAX_MS },
-    maxBatchBytes: config.MAX_BATCH_BYTES,
-    maxBatchEvents: config.MAX_BATCH_EVENTS,
-    breaker: { failureThreshold: config.BREAKER_FAILURE_THRESHOLD, cooldownMs: config.BREAKER_COOLDOWN_MS },
-    ...deps,
-  });
-}
-
 export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const { config } = options;
-  if (!config.EVENTGRID_ENDPOINT) throw new ConfigError("EVENTGRID_ENDPOINT is required to start the bridge");
+  let topology: Topology;
+  try {
+    topology = options.topology ?? buildTopology(config, {});
+  } catch (error) {
+    throw error instanceof TopologyError ? new ConfigError(error.message, "CONFIG_FILE") : error;
+  }
+  if (topology.destinations.length === 0) throw new ConfigError("EVENTGRID_ENDPOINT is required to start the bridge (or declare destinations in CONFIG_FILE)");
   const logger = createLogger({
     level: config.LOG_LEVEL,
     format: config.LOG_FORMAT,
     // The development token is public (documented), so local mode may print it.
-    secrets: secretValues(config).filter((s) => s !== DEV_STREAM_TOKEN),
+    secrets: [...secretValues(config), ...topologySecrets(topology)].filter((s) => s !== DEV_STREAM_TOKEN),
     defaultMeta: { service: "auth0-eventgrid-bridge" },
     ...(options.logStream ? { stream: options.logStream } : {}),
   });
   for (const warning of options.warnings ?? []) logger.warn(warning);
 
   const metrics = createMetrics({ version: VERSION });
-  const credential = await credentialFor(config);
-  const authMode = config.EVENTGRID_KEY ? "access key" : config.EVENTGRID_SAS_TOKEN ? "SAS token" : "Microsoft Entra ID";
+  const registry = await loadRegistry(resolve(ROOT_DIR, config.EVENT_TYPES_FILE));
+  let router: Router;
+  try {
+    router = new Router(topology.routes, {
+      presets: loadRedactionPresets(resolve(ROOT_DIR, "config/redaction-presets.json")),
+      ...(config.REDACTION_HASH_KEY ? { hashKey: config.REDACTION_HASH_KEY } : {}),
+    });
+  } catch (error) {
+    throw error instanceof RouteError ? new ConfigError(error.message, "CONFIG_FILE") : error;
+  }
+  const known = { codes: new Set(registry.codes()), categories: new Set(registry.categories()) };
+  for (const problem of router.unknownNames({ code: (c) => known.codes.has(c), category: (c) => known.categories.has(c) })) logger.warn(`CONFIG_FILE ${problem}`);
+
+  const built: BuiltDestination[] = [];
+  for (const spec of topology.destinations) {
+    built.push(await buildDestination(spec, config, { logger, metrics, ...(options.sleep ? { sleep: options.sleep } : {}) }));
+  }
+  const first = built[0]!.describe();
   const health = new HealthModel({
     version: VERSION,
-    target: { endpoint: config.EVENTGRID_ENDPOINT, auth: authMode, ...(config.EVENTGRID_CHANNEL ? { channel: config.EVENTGRID_CHANNEL } : {}) },
+    target: { endpoint: String(first.endpoint ?? first.url), auth: String(first.auth), ...(typeof first.channel === "string" ? { channel: first.channel } : {}) },
   });
-  const registry = await loadRegistry(resolve(ROOT_DIR, config.EVENT_TYPES_FILE));
 
   const deadLetters = await DeadLetterStore.open({
     dir: resolve(process.cwd(), config.DEAD_LETTER_DIR),
@@ -123,17 +118,13 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     version: VERSION,
     onCountChange: (waiting) => metrics.deadLetterRecords.set(waiting),
   });
-  const publisher = createPublisher(config, credential, { logger, metrics, ...(options.sleep ? { sleep: options.sleep } : {}) });
   const pipeline = new Pipeline({
     registry,
     routing: new RoutingRules(config),
+    router,
     mapping: { typePrefix: config.CLOUDEVENTS_TYPE_PREFIX, ...(config.CLOUDEVENTS_SOURCE ? { source: config.CLOUDEVENTS_SOURCE } : {}) },
-    sink:
-      config.BATCH_WINDOW_MS > 0
-        ? new Coalescer(publisher, { windowMs: config.BATCH_WINDOW_MS, maxEvents: config.MAX_BATCH_EVENTS, maxBytes: config.MAX_BATCH_BYTES })
-        : publisher,
+    destinations: new Map(built.map((d) => [d.name, { name: d.name, sink: d.sink, recent: new RecentIds(config.DEDUPE_WINDOW), down: d.down }])),
     deadLetters,
-    recent: new RecentIds(config.DEDUPE_WINDOW),
     logger,
     metrics,
     health,
@@ -141,20 +132,23 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     maxInflightEvents: config.MAX_INFLIGHT_EVENTS,
     onExhausted: config.ON_EXHAUSTED,
     retryAfterSeconds: config.RESPONSE_RETRY_AFTER_SECONDS,
-    targetDown: () => publisher.breaker.state === "open" && publisher.breaker.retryInMs > 0,
   });
-  health.setLiveState(() => ({ circuitBreaker: publisher.breaker.state, deadLetterRecords: deadLetters.waitingRecords, inflightEvents: pipeline.inflightEvents }));
+  const BREAKER_RANK = { closed: 0, half_open: 1, open: 2 } as const;
+  health.setLiveState(() => ({
+    circuitBreaker: built.map((d) => d.publisher.breaker.state).reduce((a, b) => (BREAKER_RANK[b] > BREAKER_RANK[a] ? b : a), "closed" as keyof typeof BREAKER_RANK),
+    destinations: built.map((d) => d.describe()),
+    deadLetterRecords: deadLetters.waitingRecords,
+    inflightEvents: pipeline.inflightEvents,
+  }));
   // A replay run in another process settles records; pick that up for the gauge now and then.
   const recountTimer = setInterval(() => {
     deadLetters.recount().catch((error: unknown) => logger.warn("dead-letter recount failed", { error: error instanceof Error ? error.message : String(error) }));
   }, 60_000);
   recountTimer.unref();
 
-  const tokens = [config.AUTH0_STREAM_TOKEN, config.AUTH0_STREAM_TOKEN_PREVIOUS].filter((t): t is string => typeof t === "string" && t.length > 0);
   const ingestApp = createIngestApp({
-    path: config.INGEST_PATH,
+    streams: topology.streams.map((s) => ({ name: s.name, path: s.path, verifyToken: tokenVerifier(s.tokens) })),
     maxBodyBytes: config.MAX_BODY_BYTES,
-    verifyToken: tokenVerifier(tokens),
     pipeline,
     logger,
     metrics,
@@ -181,34 +175,44 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const admin = createServer(createAdminApp({ metrics, health }));
   const ingestAddress = await listen(ingest, config.PORT, config.HOST);
   const adminAddress = await listen(admin, config.ADMIN_PORT, config.HOST);
-  const ingestUrl = urlOf(ingestAddress, config.INGEST_PATH);
+  const ingestUrl = urlOf(ingestAddress, topology.streams[0]!.path);
   const adminUrl = urlOf(adminAddress, "");
-  logger.info("bridge listening", { ingest: ingestUrl, admin: adminUrl, target: config.EVENTGRID_ENDPOINT, channel: config.EVENTGRID_CHANNEL ?? null, auth: authMode, version: VERSION });
+  logger.info("bridge listening", {
+    ingest: ingestUrl,
+    streams: topology.streams.map((s) => ({ name: s.name, path: s.path })),
+    admin: adminUrl,
+    destinations: built.map((d) => d.describe()),
+    routes: topology.routes.map((r) => r.name),
+    version: VERSION,
+  });
 
-  // Readiness: keep checking the target until it answers as a CloudEvents topic.
+  // Readiness: keep checking every destination until each answers as it should.
   let readinessTimer: NodeJS.Timeout | undefined;
   const whenReady = new Promise<void>((resolveReady) => {
+    const pending = new Set(built);
     const check = async () => {
       if (shuttingDown) return;
-      const result = await checkEventGridTarget({
-        endpoint: config.EVENTGRID_ENDPOINT!,
-        credential,
-        timeoutMs: config.PUBLISH_TIMEOUT_MS,
-        ...(config.EVENTGRID_CHANNEL ? { channel: config.EVENTGRID_CHANNEL } : {}),
-      });
-      if (shuttingDown) return;
-      if (result.ok) {
+      for (const destination of [...pending]) {
+        const result = await destination.check();
+        if (shuttingDown) return;
+        if (result.ok) {
+          pending.delete(destination);
+          logger.info("destination checked", { destination: destination.name, check: result.message });
+        } else {
+          health.setReady(false, built.length > 1 ? `${destination.name}: ${result.message}` : result.message);
+          logger.error("destination start-up check failed; not ready", { destination: destination.name, error: result.message, status: result.status ?? null, retry_in_ms: config.STARTUP_CHECK_INTERVAL_MS });
+        }
+      }
+      if (pending.size === 0) {
         health.setReady(true);
         metrics.ready.set(1);
-        logger.info("ready", { check: result.message });
+        logger.info("ready");
         resolveReady();
         return;
       }
-      health.setReady(false, result.message);
-      logger.error("Event Grid start-up check failed; not ready", { error: result.message, status: result.status ?? null, retry_in_ms: config.STARTUP_CHECK_INTERVAL_MS });
       readinessTimer = setTimeout(check, config.STARTUP_CHECK_INTERVAL_MS);
     };
-    health.setReady(false, "checking the Event Grid target");
+    health.setReady(false, "checking the destinations");
     void check();
   });
 
@@ -249,20 +253,23 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
 
 /** Run as a program: configuration from the environment, the local emulator when no target is set. */
 export async function main(): Promise<void> {
-  let loaded;
-  try {
-    loaded = loadConfig({ env: process.env, defaultsPath: resolve(ROOT_DIR, "config/default.json") });
-  } catch (error) {
+  const fail = (error: unknown): never => {
     if (error instanceof ConfigError) {
       process.stderr.write(`auth0-eventgrid-bridge: ${error.message}\n`);
       process.exit(78); // EX_CONFIG
     }
     throw error;
+  };
+  let loaded;
+  try {
+    loaded = loadConfig({ env: process.env, defaultsPath: resolve(ROOT_DIR, "config/default.json") });
+  } catch (error) {
+    fail(error);
   }
-  let { config } = loaded;
-  const warnings = [...loaded.warnings];
+  let { config, topology } = loaded!;
+  const warnings = [...loaded!.warnings];
   let emulator: Emulator | undefined;
-  if (!config.EVENTGRID_ENDPOINT) {
+  if (topology.destinations.length === 0) {
     // Local mode: no Event Grid configured, so events go to the bundled emulator.
     const key = "local-emulator-key";
     const outFile = resolve(process.cwd(), "data/emulator-events.jsonl");
@@ -270,13 +277,20 @@ export async function main(): Promise<void> {
     mkdirSync(dirname(outFile), { recursive: true });
     emulator = await startEmulator({ key, outFile });
     config = { ...config, EVENTGRID_ENDPOINT: emulator.url, EVENTGRID_KEY: key, EVENTGRID_SAS_TOKEN: undefined, EVENTGRID_ALLOW_INSECURE: true };
+    topology = { ...topology, destinations: [{ type: "eventgrid", name: DEFAULT_NAME, endpoint: emulator.url, key, allowInsecure: true }] };
     warnings.push(`EVENTGRID_ENDPOINT is not set: publishing to the local Event Grid emulator at ${emulator.url}; accepted events are appended to ${outFile}`);
   }
-  const bridge = await startBridge({ config, warnings });
+  let bridge: Bridge;
+  try {
+    bridge = await startBridge({ config, topology, warnings });
+  } catch (error) {
+    await emulator?.close();
+    return fail(error);
+  }
   if (emulator) {
     const token = config.AUTH0_STREAM_TOKEN ?? "";
     process.stdout.write(
-      `\nLocal mode. Try it:\n  curl -sS -X POST '${bridge.ingestUrl}' -H 'Authorization: ${token === DEV_STREAM_TOKEN ? token : "<your AUTH0_STREAM_TOKEN>"}' --data-binary @test/fixtures/format-json-lines.jsonl\n` +
+      `\nLocal mode. Try it:\n  curl -sS -X POST '${bridge.ingestUrl}' -H 'Authorization: ${token === DEV_STREAM_TOKEN ? token : "<your stream token>"}' --data-binary @test/fixtures/format-json-lines.jsonl\n` +
         `Events land in data/emulator-events.jsonl; metrics at ${bridge.adminUrl}/metrics, health at ${bridge.adminUrl}/health\n\n`,
     );
   }

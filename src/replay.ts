@@ -4,13 +4,15 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Config } from "./config/settings.js";
+import { DEFAULT_NAME } from "./config/topology.js";
 import type { EventSink } from "./pipeline/pipeline.js";
 import { markReplayed, readDeadLetters, readLedger, type DeadLetterReason } from "./sinks/dead-letter.js";
 import type { OutgoingEvent } from "./sinks/eventgrid.js";
 
 export const REPLAY_USAGE = `usage: auth0-bridge replay [--reason REASON] [--since TIME] [--dry-run]
 
-Republishes the CloudEvents kept in the dead-letter store (DEAD_LETTER_DIR) to EVENTGRID_ENDPOINT
+Republishes the CloudEvents kept in the dead-letter store (DEAD_LETTER_DIR) to the destination each
+was meant for (EVENTGRID_ENDPOINT, or the destinations of CONFIG_FILE)
 and marks what Event Grid accepted as replayed. Settings come from the environment (and CONFIG_FILE).
   --reason REASON  only records with this reason (exhausted, rejected_by_eventgrid, event_too_large,
                    invalid_record, unparseable_body)
@@ -18,7 +20,7 @@ and marks what Event Grid accepted as replayed. Settings come from the environme
   --dry-run        count what would be replayed; publish nothing
 Exit code: 0 when everything selected was published, 1 when something failed, 2 on bad usage.`;
 
-const REASONS: readonly DeadLetterReason[] = ["exhausted", "rejected_by_eventgrid", "event_too_large", "invalid_record", "unparseable_body"];
+const REASONS: readonly DeadLetterReason[] = ["exhausted", "rejected_by_eventgrid", "rejected_by_destination", "destination_gone", "event_too_large", "invalid_record", "unparseable_body"];
 
 export interface ReplayArgs {
   reason?: DeadLetterReason;
@@ -57,26 +59,39 @@ export interface ReplayReport {
   /** Records without a CloudEvent (invalid records, unparseable bodies): nothing to republish. */
   notReplayable: number;
   alreadyReplayed: number;
+  /** Destinations named by records that the configuration no longer has. */
+  unknownDestinations: Set<string>;
 }
 
 // Bounded chunks keep memory flat however large the store is.
 const CHUNK = 1000;
 
-export async function replay(options: { dir: string; args: ReplayArgs; sink?: EventSink }): Promise<ReplayReport> {
+/** Where a record goes back to: its own destination, or "default" for records from before routes existed. */
+const destinationOf = (record: { destination?: string }) => record.destination ?? DEFAULT_NAME;
+
+export async function replay(options: { dir: string; args: ReplayArgs; sinks?: ReadonlyMap<string, EventSink> }): Promise<ReplayReport> {
   const { dir, args } = options;
   const replayed = await readLedger(dir);
-  const report: ReplayReport = { selected: 0, published: 0, failed: 0, notReplayable: 0, alreadyReplayed: 0 };
-  let chunk: Array<{ dlqId: string; event: OutgoingEvent }> = [];
+  const report: ReplayReport = { selected: 0, published: 0, failed: 0, notReplayable: 0, alreadyReplayed: 0, unknownDestinations: new Set() };
+  const chunks = new Map<string, Array<{ dlqId: string; event: OutgoingEvent }>>();
 
-  const flush = async () => {
+  const flush = async (destination: string) => {
+    const chunk = chunks.get(destination) ?? [];
+    chunks.delete(destination);
     if (chunk.length === 0) return;
+    const sink = options.sinks?.get(destination);
+    if (!sink) {
+      // Configured away since: counted as failed, and kept for a run that knows the destination.
+      report.failed += chunk.length;
+      report.unknownDestinations.add(destination);
+      return;
+    }
     const byEvent = new Map(chunk.map((c) => [c.event, c.dlqId]));
-    const result = await options.sink!.deliver(chunk.map((c) => c.event));
+    const result = await sink.deliver(chunk.map((c) => c.event));
     const done = result.published.map((e) => byEvent.get(e)!);
     await markReplayed(dir, done);
     report.published += done.length;
     report.failed += chunk.length - done.length;
-    chunk = [];
   };
 
   for await (const { record } of readDeadLetters(dir)) {
@@ -93,15 +108,18 @@ export async function replay(options: { dir: string; args: ReplayArgs; sink?: Ev
     report.selected++;
     if (args.dryRun) continue;
     const json = JSON.stringify(record.event);
+    const destination = destinationOf(record);
+    let chunk = chunks.get(destination);
+    if (!chunk) chunks.set(destination, (chunk = []));
     chunk.push({ dlqId: record.dlq_id, event: { id: String(record.event.id), code: record.code ?? String(record.event.auth0code ?? ""), bytes: Buffer.byteLength(json), json } });
-    if (chunk.length >= CHUNK) await flush();
+    if (chunk.length >= CHUNK) await flush(destination);
   }
-  await flush();
+  for (const destination of [...chunks.keys()]) await flush(destination);
   return report;
 }
 
 /** The command: configuration from the environment, output for a person on stdout. */
-export async function runReplay(argv: string[], config: Config, makeSink: () => Promise<EventSink>): Promise<number> {
+export async function runReplay(argv: string[], config: Config, makeSinks: () => Promise<ReadonlyMap<string, EventSink>>): Promise<number> {
   let args: ReplayArgs;
   try {
     args = parseReplayArgs(argv);
@@ -111,14 +129,16 @@ export async function runReplay(argv: string[], config: Config, makeSink: () => 
     return message ? 2 : 0;
   }
   const dir = resolve(process.cwd(), config.DEAD_LETTER_DIR);
-  const sink = args.dryRun ? undefined : await makeSink();
-  const report = await replay({ dir, args, ...(sink ? { sink } : {}) });
+  const sinks = args.dryRun ? undefined : await makeSinks();
+  const report = await replay({ dir, args, ...(sinks ? { sinks } : {}) });
   const verb = args.dryRun ? "would replay" : "replayed";
   process.stdout.write(
     `${verb} ${args.dryRun ? report.selected : report.published} event(s) from ${dir}` +
       (args.dryRun ? "" : `; failed ${report.failed}`) +
       `; skipped ${report.alreadyReplayed} already replayed, ${report.notReplayable} without a CloudEvent (invalid records, unparseable bodies)\n` +
-      JSON.stringify({ ...report, dryRun: args.dryRun }) +
+      (report.unknownDestinations.size > 0 ? `; no destination named ${[...report.unknownDestinations].join(", ")} in the configuration: those records stay for a later run` : "") +
+      "\n" +
+      JSON.stringify({ ...report, unknownDestinations: [...report.unknownDestinations], dryRun: args.dryRun }) +
       "\n",
   );
   return report.failed > 0 ? 1 : 0;

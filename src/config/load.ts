@@ -7,6 +7,7 @@ import { dirname, extname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
 import { DEV_STREAM_TOKEN, SETTINGS, secretValues, type Config, type SettingSpec } from "./settings.js";
+import { buildTopology, TOPOLOGY_KEYS, TopologyError, type Topology } from "./topology.js";
 
 export { DEV_STREAM_TOKEN, secretValues };
 export type { Config };
@@ -40,6 +41,8 @@ export interface LoadOptions {
 
 export interface LoadedConfig {
   config: Config;
+  /** Streams, destinations and routes: from CONFIG_FILE's sections, else from the settings. */
+  topology: Topology;
   /** Problems that do not stop start-up; logged once the logger exists. */
   warnings: string[];
 }
@@ -66,6 +69,14 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
 
   const configFile = envValue(env, "CONFIG_FILE");
   const fileValues = configFile === undefined ? {} : readSettingsFile(configFile, "CONFIG_FILE", warnings);
+  // streams, destinations and routes are structured sections, not settings.
+  const sections: Record<string, unknown> = {};
+  for (const key of TOPOLOGY_KEYS) {
+    if (key in fileValues) {
+      if (fileValues[key] !== null) sections[key] = fileValues[key];
+      delete fileValues[key];
+    }
+  }
   checkKeys(fileValues, `CONFIG_FILE ${JSON.stringify(configFile)}`, false);
 
   const values: Record<string, unknown> = {};
@@ -85,8 +96,15 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
     values[spec.name] = validate(spec, candidate);
   }
   const config = values as Config;
-  applyCrossFieldRules(config, warnings);
-  return { config, warnings };
+  applyCrossFieldRules(config, warnings, { streams: sections.streams !== undefined, destinations: sections.destinations !== undefined });
+  let topology: Topology;
+  try {
+    topology = buildTopology(config, sections);
+  } catch (error) {
+    if (error instanceof TopologyError) throw new ConfigError(error.message, "CONFIG_FILE");
+    throw error;
+  }
+  return { config, topology, warnings };
 }
 
 // --- layers -----------------------------------------------------------------------------------------
@@ -313,13 +331,12 @@ function display(spec: SettingSpec, value: unknown): string {
 
 // --- rules across settings ------------------------------------------------------------------------
 
-function applyCrossFieldRules(config: Config, warnings: string[]): void {
+function applyCrossFieldRules(config: Config, warnings: string[], declared: { streams: boolean; destinations: boolean }): void {
   const production = config.NODE_ENV === "production";
-  // AUTH0_STREAM_TOKEN is "derived": undefined only until the rules below fill it.
-  const token = config.AUTH0_STREAM_TOKEN as string | undefined;
+  const token = config.AUTH0_STREAM_TOKEN;
 
   if (production) {
-    if (token === undefined) {
+    if (token === undefined && !declared.streams) {
       throw new ConfigError(
         "AUTH0_STREAM_TOKEN is required in production: set AUTH0_STREAM_TOKEN or AUTH0_STREAM_TOKEN_FILE to the Authorization Token of the Auth0 log stream",
         "AUTH0_STREAM_TOKEN",
@@ -330,7 +347,7 @@ function applyCrossFieldRules(config: Config, warnings: string[]): void {
         throw new ConfigError(`Invalid setting ${name}: the development token is refused in production`, name);
       }
     }
-    if (config.EVENTGRID_ENDPOINT === undefined) {
+    if (config.EVENTGRID_ENDPOINT === undefined && !declared.destinations) {
       throw new ConfigError("EVENTGRID_ENDPOINT is required in production: set it to the Event Grid topic or partner namespace endpoint", "EVENTGRID_ENDPOINT");
     }
     if (config.EVENTGRID_ALLOW_INSECURE) {
@@ -338,10 +355,11 @@ function applyCrossFieldRules(config: Config, warnings: string[]): void {
     }
   }
 
-  if (token === undefined) {
+  // With streams declared, INGEST_PATH itself is served only when AUTH0_STREAM_TOKEN is set.
+  if (token === undefined && !declared.streams) {
     config.AUTH0_STREAM_TOKEN = DEV_STREAM_TOKEN;
     warnings.push(`AUTH0_STREAM_TOKEN is not set: accepting the development token '${DEV_STREAM_TOKEN}'. Never run like this in production.`);
-  } else if (token.length < MIN_TOKEN_LENGTH) {
+  } else if (token !== undefined && token.length < MIN_TOKEN_LENGTH) {
     warnings.push(`AUTH0_STREAM_TOKEN is shorter than ${MIN_TOKEN_LENGTH} characters: use a long random token (e.g. openssl rand -hex 32)`);
   }
   const previous = config.AUTH0_STREAM_TOKEN_PREVIOUS;
@@ -350,6 +368,15 @@ function applyCrossFieldRules(config: Config, warnings: string[]): void {
   }
   if (previous !== undefined && previous === config.AUTH0_STREAM_TOKEN) {
     warnings.push("AUTH0_STREAM_TOKEN_PREVIOUS is the same as AUTH0_STREAM_TOKEN: unset it once a rotation is finished");
+  }
+  applyTargetRules(config, warnings, declared);
+}
+
+function applyTargetRules(config: Config, warnings: string[], declared: { destinations: boolean }): void {
+  if (declared.destinations) {
+    for (const name of ["EVENTGRID_ENDPOINT", "EVENTGRID_KEY", "EVENTGRID_SAS_TOKEN", "EVENTGRID_CHANNEL"] as const) {
+      if (config[name] !== undefined) warnings.push(`${name} is set but CONFIG_FILE declares destinations: ${name} is unused`);
+    }
   }
 
   const endpoint = config.EVENTGRID_ENDPOINT;

@@ -16,8 +16,7 @@ export type SettingKind = "string" | "enum" | "integer" | "boolean" | "list" | "
 /**
  * - "default": config/default.json holds its default, so it is always set.
  * - "optional": no default; `undefined` when unset.
- * - "derived": no default in the file, but the loader always fills it
- *   (AUTH0_STREAM_TOKEN: the development token outside production).
+ * - "derived": no default in the file, but the loader always fills it.
  */
 export type SettingPresence = "default" | "optional" | "derived";
 
@@ -134,9 +133,10 @@ const SETTING_LIST = [
   {
     name: "AUTH0_STREAM_TOKEN",
     ...secretString,
-    description: "The Authorization Token configured on the Auth0 log stream; required in production.",
+    description: "The Authorization Token configured on the Auth0 log stream, accepted on INGEST_PATH; required in production unless CONFIG_FILE declares `streams`. Outside production, when neither is set, the development token `dev-stream-token` is accepted.",
     secret: true,
-    presence: "derived",
+    // Filled with the development token outside production; unset when only CONFIG_FILE streams are used.
+    presence: "optional",
     envOnly: false,
   },
   {
@@ -415,6 +415,14 @@ const SETTING_LIST = [
     description: "How long the open circuit breaker answers 503 without calling Event Grid before it lets one probe batch through.",
     secret: false,
     presence: "default",
+    envOnly: false,
+  },
+  {
+    name: "REDACTION_HASH_KEY",
+    ...secretString,
+    description: "Key of the HMAC-SHA256 that `hash` redaction rules use (routes in CONFIG_FILE); required when a rule hashes. Keep it stable: the same value then always hashes the same.",
+    secret: true,
+    presence: "optional",
     envOnly: false,
   },
   {

@@ -1,13 +1,17 @@
 // Runs the local Event Grid emulator from the command line for development:
 //   node --import tsx src/emulator/cli.ts [--port 4000] [--host 127.0.0.1] [--key K] [--sas-token T]
 //     [--channel C] [--out events.jsonl] [--input-schema CloudEventV10] [--path /api/events]
-//     [--no-retain] [--delay-ms N]
+//     [--no-retain] [--delay-ms N] [--subscribe URL]... [--subscribe-types T1,T2]
 // --no-retain keeps only counts of accepted events and requests (for long benchmarks);
-// --delay-ms answers every valid publish after N ms (a slow Event Grid).
+// --delay-ms answers every valid publish after N ms (a slow Event Grid);
+// --subscribe (repeatable) adds an event subscription delivering every accepted event to the
+// webhook URL as Event Grid does with the CloudEvents 1.0 schema (OPTIONS handshake first, one
+// event per POST, retries); --subscribe-types limits all of them to those exact event types.
 // Prints one line with the endpoint and the bridge settings that point at it; stops on SIGINT/SIGTERM.
+// Deliveries that fail (handshake refused, dead-lettered) are reported on stderr, one line each.
 import { parseArgs } from "node:util";
 import { startEmulator } from "./emulator.js";
-import type { EmulatorOptions, InputSchema } from "./emulator.js";
+import type { DeliveryRecord, EmulatorOptions, InputSchema, SubscriptionSpec } from "./emulator.js";
 
 const INPUT_SCHEMAS: readonly InputSchema[] = ["CloudEventV10", "EventGridEvent", "CustomInputEvent"];
 
@@ -33,6 +37,8 @@ function parseCliArgs(argv: string[]): CliOptions {
       path: { type: "string" },
       "no-retain": { type: "boolean" },
       "delay-ms": { type: "string" },
+      subscribe: { type: "string", multiple: true },
+      "subscribe-types": { type: "string" },
     },
   });
   const options: CliOptions = {};
@@ -71,7 +77,37 @@ function parseCliArgs(argv: string[]): CliOptions {
     if (!/^\d+$/.test(delay) || Number(delay) > 600_000) throw new Error(`--delay-ms must be an integer from 0 to 600000, got '${delay}'`);
     options.delayMs = Number(delay);
   }
+  const types = values["subscribe-types"]?.split(",").map((t) => t.trim()).filter((t) => t !== "");
+  if (values["subscribe-types"] !== undefined && (!types?.length || !values.subscribe?.length)) {
+    throw new Error("--subscribe-types needs a comma-separated list of event types and at least one --subscribe");
+  }
+  if (values.subscribe?.length) {
+    options.subscriptions = values.subscribe.map((endpoint, i): SubscriptionSpec => {
+      let protocol: string;
+      try {
+        protocol = new URL(endpoint).protocol;
+      } catch {
+        throw new Error(`--subscribe must be an http(s) URL, got '${endpoint}'`);
+      }
+      if (protocol !== "http:" && protocol !== "https:") throw new Error(`--subscribe must be an http(s) URL, got '${endpoint}'`);
+      return { name: `subscription-${i + 1}`, endpoint, ...(types ? { includedEventTypes: types } : {}) };
+    });
+  }
   return options;
+}
+
+function subscriptionSummary(subs: SubscriptionSpec[] | undefined): string {
+  if (!subs?.length) return "";
+  const types = subs[0]?.includedEventTypes;
+  return `, delivering to ${subs.map((s) => s.endpoint).join(" ")}${types ? ` (types ${types.join(",")})` : ""}`;
+}
+
+// Successful deliveries stay quiet (they can be thousands); failures are what a developer must see.
+function reportFailure(rec: DeliveryRecord): void {
+  if (rec.outcome === "delivered") return;
+  process.stderr.write(
+    `eventgrid-emulator: ${rec.subscription}: event ${rec.eventId} ${rec.outcome === "validation_failed" ? "not delivered, handshake failed" : "dead-lettered"}: ${rec.reason ?? "unknown reason"}\n`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -83,7 +119,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const { delayMs, ...emulatorOptions } = options;
-  const emulator = await startEmulator(emulatorOptions);
+  const emulator = await startEmulator({ ...emulatorOptions, onDelivery: reportFailure });
   if (delayMs) emulator.setFault(() => ({ status: 200, delayMs }));
   // The key printed is the emulator's own (given on this command line), so showing it is the point;
   // with no auth configured any value is accepted.
@@ -95,7 +131,8 @@ async function main(): Promise<void> {
   process.stdout.write(
     `Event Grid emulator listening on ${emulator.url} (input schema ${options.inputSchema ?? "CloudEventV10"}` +
       `${options.outFile ? `, appending events to ${options.outFile}` : ""}` +
-      `${options.retainEvents === false ? ", counting only" : ""}${delayMs ? `, answering after ${delayMs} ms` : ""}); point the bridge at it with: ${env.join(" ")}\n`,
+      `${options.retainEvents === false ? ", counting only" : ""}${delayMs ? `, answering after ${delayMs} ms` : ""}` +
+      `${subscriptionSummary(options.subscriptions)}); point the bridge at it with: ${env.join(" ")}\n`,
   );
 
   const stop = (): void => {

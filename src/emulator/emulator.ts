@@ -3,8 +3,12 @@
 // api-version, content type, channel header, sizes, CloudEvents 1.0 shape), answers with Event
 // Grid style errors, and lets tests script failures. Used by developers, integration tests and
 // benchmarks, so the hot path avoids per-event allocations beyond JSON.parse/stringify.
-import { createServer } from "node:http";
-import type { IncomingMessage, ServerResponse } from "node:http";
+// It can also hold event subscriptions with webhook destinations and deliver what it accepted the
+// way Event Grid does with the CloudEvents 1.0 delivery schema (handshake, one event per POST,
+// retries, dead-lettering); see SubscriptionSpec. Delivery runs after the publish answer.
+import { Agent as HttpAgent, createServer, request as httpRequest } from "node:http";
+import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { randomUUID, timingSafeEqual } from "node:crypto";
 import { appendFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
@@ -32,6 +36,73 @@ export interface EmulatorOptions {
    * true). When false both stay empty, so a long benchmark does not grow the emulator's memory:
    * only `acceptedCount` and `statusCounts` move (and `outFile`, when set, is still appended to). */
   retainEvents?: boolean;
+  /** Event subscriptions to deliver accepted events to (more can be added with `subscribe`). */
+  subscriptions?: SubscriptionSpec[];
+  /** Called with each final delivery record (also when records are not retained). A throw is ignored. */
+  onDelivery?: (record: DeliveryRecord) => void;
+}
+
+/**
+ * An Event Grid event subscription with a webhook destination. Only the CloudEvents 1.0 delivery
+ * schema is modelled (what this bridge publishes): the CloudEvents abuse-protection handshake
+ * (HTTP OPTIONS), not the Event Grid schema's SubscriptionValidationEvent, and no batching
+ * (one event per POST, Event Grid's default). No TTL, no dead-letter storage: dead-lettered
+ * events only show up in `deliveries`.
+ */
+export interface SubscriptionSpec {
+  /** Unique among the emulator's subscriptions; sent upper-cased in `aeg-subscription-name`. */
+  name: string;
+  /** Webhook URL (http or https). */
+  endpoint: string;
+  /** Exact CloudEvent `type` values to deliver; absent means all. */
+  includedEventTypes?: string[];
+  /** POST attempts per event before it is dead-lettered (1 to 30; default 30 like Event Grid). */
+  maxDeliveryAttempts?: number;
+  /** Base of the exponential backoff between attempts: retryDelayMs * 2^(attempt-1) (default 1000). */
+  retryDelayMs?: number;
+  /** Cap on any wait between attempts, backoff or Retry-After (default 60000). */
+  maxRetryDelayMs?: number;
+  /** Time allowed for the answer to a POST or to the handshake (default 30000, Event Grid's). */
+  timeoutMs?: number;
+}
+
+export type DeliveryOutcome = "delivered" | "dead_lettered" | "validation_failed";
+
+/** The final fate of one event for one subscription. */
+export interface DeliveryRecord {
+  subscription: string;
+  eventId: string;
+  eventType: string;
+  /** POSTs made for this event (0 when the handshake failed). */
+  attempts: number;
+  /** Status of the last answer (of the handshake for validation_failed); undefined after a
+   * network error or timeout. */
+  status: number | undefined;
+  outcome: DeliveryOutcome;
+  /** Why the event was not delivered. */
+  reason?: string;
+  at: number;
+}
+
+export interface SubscriptionStatus {
+  name: string;
+  endpoint: string;
+  includedEventTypes: string[] | undefined;
+  /** "pending" until the first handshake; a failed one is tried again for the next event. */
+  validation: "pending" | "in_progress" | "succeeded" | "failed";
+  /** HTTP status of the last handshake answer (undefined: none, or a network error/timeout). */
+  validationStatus: number | undefined;
+  /** Why the last handshake failed. */
+  validationReason: string | undefined;
+  /** WebHook-Allowed-Rate of the last successful handshake (recorded, not enforced). */
+  allowedRate: string | undefined;
+  handshakes: number;
+  delivered: number;
+  deadLettered: number;
+  /** Events dropped because the handshake failed. */
+  undeliverable: number;
+  /** Events waiting for the handshake, a free slot, an answer or a retry. */
+  pending: number;
 }
 
 export interface ScriptedResponse {
@@ -83,7 +154,21 @@ export interface Emulator {
   setFault(fn: FaultFn | undefined): void;
   waitForEvents(count: number, timeoutMs?: number): Promise<void>;
   waitForRequests(count: number, timeoutMs?: number): Promise<void>;
+  /** Final delivery records, one per event and subscription, in the order they settled (kept
+   * only when `retainEvents` is true; the counts in subscriptionStatus move either way). */
+  readonly deliveries: DeliveryRecord[];
+  /** Adds a subscription; it receives events accepted from now on. Throws on an invalid spec or a
+   * name already in use. */
+  subscribe(spec: SubscriptionSpec): void;
+  /** A snapshot of one subscription's state, or undefined for an unknown name. */
+  subscriptionStatus(name: string): SubscriptionStatus | undefined;
+  /** Resolves when `count` events have settled with `outcome` (default "delivered", i.e. a 2xx)
+   * across all subscriptions since start/reset. */
+  waitForDeliveries(count: number, timeoutMs?: number, outcome?: DeliveryOutcome): Promise<void>;
+  /** Clears records, counts, scripts and the fault hook. Subscriptions stay, but their pending
+   * deliveries are dropped and their handshake starts over. */
   reset(): void;
+  /** Stops the server and every pending delivery (in-flight requests are aborted). */
   close(): Promise<void>;
 }
 
@@ -208,6 +293,119 @@ function rawSizeBounds(body: Buffer): number[] {
   return bounds;
 }
 
+// ---- Event subscriptions (CloudEvents 1.0 delivery schema) ----
+
+// Event Grid identifies itself with this origin in the CloudEvents webhook handshake.
+const DELIVERY_ORIGIN = "eventgrid.azure.net";
+const DELIVERY_RATE = "120";
+const DELIVERY_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8";
+// Concurrent POSTs per subscription, so a backlog does not open hundreds of sockets at once.
+const MAX_IN_FLIGHT = 8;
+// Answers Event Grid dead-letters at once instead of retrying.
+const NOT_RETRIED = new Set([400, 413]);
+
+interface Subscription {
+  name: string;
+  endpoint: string;
+  target: URL;
+  types: Set<string> | undefined;
+  maxAttempts: number;
+  retryDelayMs: number;
+  maxRetryDelayMs: number;
+  timeoutMs: number;
+  validation: SubscriptionStatus["validation"];
+  validationStatus: number | undefined;
+  validationReason: string | undefined;
+  allowedRate: string | undefined;
+  handshakes: number;
+  /** Events held until the handshake succeeds. */
+  waiting: DeliveryJob[];
+  /** Events ready for a POST, waiting for a free slot. */
+  ready: DeliveryJob[];
+  inFlight: number;
+  retrying: number;
+  delivered: number;
+  deadLettered: number;
+  undeliverable: number;
+}
+
+interface DeliveryJob {
+  id: string;
+  type: string;
+  body: string;
+  attempts: number;
+  /** The reset generation the job belongs to; answers to older generations are ignored. */
+  gen: number;
+}
+
+interface CallResult {
+  status?: number;
+  headers?: IncomingHttpHeaders;
+  error?: string;
+}
+
+function intInRange(value: number | undefined, fallback: number, min: number, max: number, what: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${what} must be an integer from ${min} to ${max}, got ${value}`);
+  return value;
+}
+
+function toSubscription(spec: SubscriptionSpec): Subscription {
+  if (typeof spec.name !== "string" || spec.name.trim() === "") throw new Error("a subscription needs a non-empty name");
+  const where = `subscription '${spec.name}'`;
+  let target: URL;
+  try {
+    target = new URL(spec.endpoint);
+  } catch {
+    throw new Error(`${where}: endpoint '${spec.endpoint}' is not a URL`);
+  }
+  if (target.protocol !== "http:" && target.protocol !== "https:") throw new Error(`${where}: endpoint must be an http(s) URL, got '${spec.endpoint}'`);
+  const included = spec.includedEventTypes;
+  if (included !== undefined && (!Array.isArray(included) || included.length === 0 || included.some((t) => typeof t !== "string" || t === ""))) {
+    // An empty list would deliver nothing; leaving the field out is how to say "all types".
+    throw new Error(`${where}: includedEventTypes must be a non-empty list of event types (leave it out for all types)`);
+  }
+  return {
+    name: spec.name,
+    endpoint: spec.endpoint,
+    target,
+    types: included ? new Set(included) : undefined,
+    maxAttempts: intInRange(spec.maxDeliveryAttempts, 30, 1, 30, `${where}: maxDeliveryAttempts`),
+    retryDelayMs: intInRange(spec.retryDelayMs, 1000, 0, 86_400_000, `${where}: retryDelayMs`),
+    maxRetryDelayMs: intInRange(spec.maxRetryDelayMs, 60_000, 0, 86_400_000, `${where}: maxRetryDelayMs`),
+    timeoutMs: intInRange(spec.timeoutMs, 30_000, 1, 86_400_000, `${where}: timeoutMs`),
+    validation: "pending",
+    validationStatus: undefined,
+    validationReason: undefined,
+    allowedRate: undefined,
+    handshakes: 0,
+    waiting: [],
+    ready: [],
+    inFlight: 0,
+    retrying: 0,
+    delivered: 0,
+    deadLettered: 0,
+    undeliverable: 0,
+  };
+}
+
+/** Retry-After in delta-seconds or HTTP-date form, in ms from now; undefined when absent or invalid. */
+function retryAfterMs(value: string | string[] | undefined): number | undefined {
+  const v = firstValue(value)?.trim();
+  if (!v) return undefined;
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+function firstValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function describeCall(r: CallResult): string {
+  return r.status !== undefined ? `HTTP ${r.status}` : (r.error ?? "no answer");
+}
+
 export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
   const host = options.host ?? "127.0.0.1";
   const basePath = options.path ?? "/api/events";
@@ -234,6 +432,25 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   // Cancels for answers that are waiting on a scripted delay; close() runs them so it never hangs.
   const delayed = new Set<() => void>();
   let writeChain: Promise<void> = Promise.resolve();
+
+  const subscriptions = new Map<string, Subscription>();
+  // Replaced, never mutated, on subscribe: a batch keeps the list as it was when it was accepted.
+  let subscriptionList: readonly Subscription[] = [];
+  const deliveries: DeliveryRecord[] = [];
+  const outcomeCounts: Record<DeliveryOutcome, number> = { delivered: 0, dead_lettered: 0, validation_failed: 0 };
+  const onDelivery = options.onDelivery;
+  // Accepted batches not yet handed to subscriptions; fanned out in a setImmediate (see keep).
+  let toFanOut: { events: ReceivedEvent[]; subs: readonly Subscription[] }[] = [];
+  let fanOutImmediate: NodeJS.Immediate | undefined;
+  // Bumped by reset(): answers to requests started before it are ignored.
+  let generation = 0;
+  const retryTimers = new Set<NodeJS.Timeout>();
+  // Cancels for in-flight handshakes and POSTs, so reset() and close() leave nothing running.
+  const outbound = new Set<() => void>();
+  // Own agents, so close() can destroy the kept-alive sockets to subscribers too.
+  const httpAgent = new HttpAgent({ keepAlive: true });
+  const httpsAgent = new HttpsAgent({ keepAlive: true });
+  for (const spec of options.subscriptions ?? []) addSubscription(spec);
 
   function notify(): void {
     for (const w of waiters) {
@@ -272,7 +489,209 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   function keep(accepted: ReceivedEvent[]): void {
     acceptedCount += accepted.length;
     if (retain) for (const ev of accepted) events.push(ev);
+    // Without subscriptions the publish path pays one size check. With them, the fan-out waits for
+    // a setImmediate so the publish answer (written right after this) never waits on delivery.
+    if (subscriptionList.length !== 0) {
+      toFanOut.push({ events: accepted, subs: subscriptionList });
+      fanOutImmediate ??= setImmediate(fanOut);
+    }
     notify();
+  }
+
+  // ---- Delivery to subscriptions ----
+
+  function addSubscription(spec: SubscriptionSpec): void {
+    const sub = toSubscription(spec);
+    if (subscriptions.has(sub.name)) throw new Error(`a subscription named '${sub.name}' already exists`);
+    subscriptions.set(sub.name, sub);
+    subscriptionList = [...subscriptionList, sub];
+  }
+
+  function fanOut(): void {
+    fanOutImmediate = undefined;
+    const batches = toFanOut;
+    toFanOut = [];
+    for (const batch of batches) {
+      for (const ev of batch.events) {
+        // Serialized once per event, shared by every subscription that takes it. The body is the
+        // accepted event re-serialized (same attributes and order, JSON whitespace not kept).
+        let body: string | undefined;
+        for (const sub of batch.subs) {
+          if (sub.types && !sub.types.has(ev.type)) continue;
+          body ??= JSON.stringify(ev);
+          const job: DeliveryJob = { id: ev.id, type: ev.type, body, attempts: 0, gen: generation };
+          if (sub.validation === "succeeded") sub.ready.push(job);
+          else sub.waiting.push(job);
+        }
+      }
+    }
+    for (const sub of subscriptions.values()) {
+      if (sub.waiting.length !== 0 && sub.validation !== "in_progress") handshake(sub);
+      pump(sub);
+    }
+  }
+
+  function settle(sub: Subscription, job: DeliveryJob, outcome: DeliveryOutcome, status: number | undefined, reason?: string): void {
+    if (outcome === "delivered") sub.delivered++;
+    else if (outcome === "dead_lettered") sub.deadLettered++;
+    else sub.undeliverable++;
+    outcomeCounts[outcome]++;
+    const rec: DeliveryRecord = { subscription: sub.name, eventId: job.id, eventType: job.type, attempts: job.attempts, status, outcome, at: Date.now() };
+    if (reason !== undefined) rec.reason = reason;
+    if (retain) deliveries.push(rec);
+    if (onDelivery) {
+      try {
+        onDelivery(rec);
+      } catch {
+        // A reporting hook must not break delivery.
+      }
+    }
+    notify();
+  }
+
+  /** One outbound request; resolves (never rejects) with the status or the error. */
+  function call(target: URL, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<CallResult> {
+    return new Promise((resolve) => {
+      const secure = target.protocol === "https:";
+      const allHeaders = body === undefined ? headers : { ...headers, "content-length": String(Buffer.byteLength(body)) };
+      let req: ClientRequest;
+      try {
+        req = (secure ? httpsRequest : httpRequest)(target, { method, headers: allHeaders, agent: secure ? httpsAgent : httpAgent });
+      } catch (err) {
+        return resolve({ error: (err as Error).message });
+      }
+      let done = false;
+      const finish = (r: CallResult): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        outbound.delete(cancel);
+        resolve(r);
+      };
+      const cancel = (): void => {
+        finish({ error: "cancelled" });
+        req.destroy();
+      };
+      const timer = setTimeout(() => {
+        finish({ error: `no answer within ${timeoutMs} ms` });
+        req.destroy();
+      }, timeoutMs);
+      outbound.add(cancel);
+      req.on("response", (res) => {
+        // Only the status matters; drain the body so the socket can be reused.
+        res.on("error", () => undefined);
+        res.resume();
+        finish({ status: res.statusCode ?? 0, headers: res.headers });
+      });
+      req.on("error", (err: NodeJS.ErrnoException) => finish({ error: err.code ?? err.message }));
+      req.end(body);
+    });
+  }
+
+  // CloudEvents HTTP Webhook spec, section 4 (abuse protection), as Event Grid sends it.
+  function handshake(sub: Subscription): void {
+    sub.validation = "in_progress";
+    sub.handshakes++;
+    const gen = generation;
+    const headers = { "webhook-request-origin": DELIVERY_ORIGIN, "webhook-request-rate": DELIVERY_RATE };
+    void call(sub.target, "OPTIONS", headers, undefined, sub.timeoutMs).then((r) => {
+      if (gen !== generation || closing) return;
+      sub.validationStatus = r.status;
+      const allowed = firstValue(r.headers?.["webhook-allowed-origin"])?.trim().toLowerCase();
+      let problem: string | undefined;
+      if (r.status === undefined) problem = `the handshake got no answer: ${describeCall(r)}`;
+      else if (r.status < 200 || r.status >= 300) problem = `the handshake was answered with HTTP ${r.status}`;
+      else if (allowed === undefined) problem = "the handshake answer has no WebHook-Allowed-Origin header";
+      else if (allowed !== DELIVERY_ORIGIN && allowed !== "*") problem = `WebHook-Allowed-Origin '${allowed}' allows neither ${DELIVERY_ORIGIN} nor *`;
+      const held = sub.waiting;
+      sub.waiting = [];
+      if (problem === undefined) {
+        sub.validation = "succeeded";
+        sub.validationReason = undefined;
+        sub.allowedRate = firstValue(r.headers?.["webhook-allowed-rate"]);
+        for (const job of held) sub.ready.push(job);
+        pump(sub);
+        return;
+      }
+      sub.validation = "failed";
+      sub.validationReason = problem;
+      for (const job of held) settle(sub, job, "validation_failed", r.status, problem);
+    });
+  }
+
+  function pump(sub: Subscription): void {
+    while (sub.inFlight < MAX_IN_FLIGHT && sub.ready.length !== 0) attempt(sub, sub.ready.shift()!);
+  }
+
+  function attempt(sub: Subscription, job: DeliveryJob): void {
+    job.attempts++;
+    sub.inFlight++;
+    const headers = {
+      "content-type": DELIVERY_CONTENT_TYPE,
+      "aeg-event-type": "Notification",
+      "aeg-subscription-name": sub.name.toUpperCase(),
+      // Attempts made before this one, so the first delivery carries 0.
+      "aeg-delivery-count": String(job.attempts - 1),
+    };
+    void call(sub.target, "POST", headers, job.body, sub.timeoutMs).then((r) => {
+      if (job.gen !== generation || closing) return;
+      sub.inFlight--;
+      const status = r.status;
+      if (status !== undefined && status >= 200 && status < 300) {
+        settle(sub, job, "delivered", status);
+      } else if (status !== undefined && NOT_RETRIED.has(status)) {
+        settle(sub, job, "dead_lettered", status, `HTTP ${status} is not retried`);
+      } else if (job.attempts >= sub.maxAttempts) {
+        settle(sub, job, "dead_lettered", status, `gave up after ${job.attempts} attempt(s); the last got ${describeCall(r)}`);
+      } else {
+        const hinted = status === 429 || status === 503 ? retryAfterMs(r.headers?.["retry-after"]) : undefined;
+        const backoff = sub.retryDelayMs * 2 ** (job.attempts - 1);
+        const delay = Math.min(hinted ?? backoff, sub.maxRetryDelayMs);
+        sub.retrying++;
+        const timer = setTimeout(() => {
+          retryTimers.delete(timer);
+          sub.retrying--;
+          sub.ready.push(job);
+          pump(sub);
+        }, delay);
+        retryTimers.add(timer);
+      }
+      pump(sub);
+    });
+  }
+
+  /** Drops every queued, waiting and in-flight delivery (reset and close). */
+  function stopDeliveries(): void {
+    generation++;
+    if (fanOutImmediate) clearImmediate(fanOutImmediate);
+    fanOutImmediate = undefined;
+    toFanOut = [];
+    for (const timer of retryTimers) clearTimeout(timer);
+    retryTimers.clear();
+    for (const cancel of [...outbound]) cancel();
+    for (const sub of subscriptions.values()) {
+      sub.waiting = [];
+      sub.ready = [];
+      sub.inFlight = 0;
+      sub.retrying = 0;
+    }
+  }
+
+  function statusOf(sub: Subscription): SubscriptionStatus {
+    return {
+      name: sub.name,
+      endpoint: sub.endpoint,
+      includedEventTypes: sub.types ? [...sub.types] : undefined,
+      validation: sub.validation,
+      validationStatus: sub.validationStatus,
+      validationReason: sub.validationReason,
+      allowedRate: sub.allowedRate,
+      handshakes: sub.handshakes,
+      delivered: sub.delivered,
+      deadLettered: sub.deadLettered,
+      undeliverable: sub.undeliverable,
+      pending: sub.waiting.length + sub.ready.length + sub.inFlight + sub.retrying,
+    };
   }
 
   function authProblem(req: IncomingMessage): string | undefined {
@@ -563,10 +982,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
   const port = (server.address() as AddressInfo).port;
   const urlHost = host.includes(":") ? `[${host}]` : host;
 
-  function waitFor(what: "events" | "requests", count: number, timeoutMs: number): Promise<void> {
-    const list = what === "events" ? events : requests;
-    // Without retention the lists stay empty: wait on the counters instead.
-    const have = (): number => (retain ? list.length : what === "events" ? acceptedCount : requestCount);
+  function waitFor(what: string, have: () => number, count: number, timeoutMs: number): Promise<void> {
     if (have() >= count) return Promise.resolve();
     if (closing) return Promise.reject(new Error(`wait for ${count} ${what}: the emulator is closed (have ${have()})`));
     return new Promise<void>((resolve, reject) => {
@@ -598,8 +1014,20 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     setFault(fn) {
       fault = fn;
     },
-    waitForEvents: (count, timeoutMs = 5000) => waitFor("events", count, timeoutMs),
-    waitForRequests: (count, timeoutMs = 5000) => waitFor("requests", count, timeoutMs),
+    // Without retention the lists stay empty: wait on the counters instead.
+    waitForEvents: (count, timeoutMs = 5000) => waitFor("events", () => (retain ? events.length : acceptedCount), count, timeoutMs),
+    waitForRequests: (count, timeoutMs = 5000) => waitFor("requests", () => (retain ? requests.length : requestCount), count, timeoutMs),
+    deliveries,
+    subscribe(spec) {
+      if (closing) throw new Error("the emulator is closed");
+      addSubscription(spec);
+    },
+    subscriptionStatus(name) {
+      const sub = subscriptions.get(name);
+      return sub && statusOf(sub);
+    },
+    waitForDeliveries: (count, timeoutMs = 5000, outcome = "delivered") =>
+      waitFor(`${outcome} deliveries`, () => outcomeCounts[outcome], count, timeoutMs),
     reset() {
       // Truncate in place: callers may hold references to these arrays.
       events.length = 0;
@@ -610,10 +1038,23 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       scripts.length = 0;
       fault = undefined;
       postCount = 0;
+      stopDeliveries();
+      deliveries.length = 0;
+      for (const k of Object.keys(outcomeCounts) as DeliveryOutcome[]) outcomeCounts[k] = 0;
+      for (const sub of subscriptions.values()) {
+        sub.validation = "pending";
+        sub.validationStatus = undefined;
+        sub.validationReason = undefined;
+        sub.allowedRate = undefined;
+        sub.handshakes = sub.delivered = sub.deadLettered = sub.undeliverable = 0;
+      }
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
         for (const cancel of [...delayed]) cancel();
+        stopDeliveries();
+        httpAgent.destroy();
+        httpsAgent.destroy();
         for (const w of waiters) {
           clearTimeout(w.timer);
           w.reject(new Error("the emulator was closed while waiting"));

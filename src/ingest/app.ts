@@ -9,10 +9,16 @@ import type { Metrics } from "../observability/metrics.js";
 import type { Admission, Pipeline, PipelineOutcome } from "../pipeline/pipeline.js";
 import type { TokenVerifier } from "./auth.js";
 
-export interface IngestAppOptions {
+/** One Auth0 log stream (tenant): its own path and token(s). */
+export interface IngestStream {
+  name: string;
   path: string;
-  maxBodyBytes: number;
   verifyToken: TokenVerifier;
+}
+
+export interface IngestAppOptions {
+  streams: readonly IngestStream[];
+  maxBodyBytes: number;
   pipeline: Pick<Pipeline, "process" | "rejectBody" | "admit" | "throttled" | "refusingFast" | "unavailable">;
   logger: Logger;
   metrics: Metrics;
@@ -35,8 +41,9 @@ export function createIngestApp(options: IngestAppOptions): express.Express {
     next();
   });
 
-  const authenticate = (req: Request, res: Response, next: NextFunction) => {
-    if (options.verifyToken(req.get("authorization"))) return next();
+  // Each stream checks its own tokens only: one tenant's token does not open another's path.
+  const authenticate = (stream: IngestStream) => (req: Request, res: Response, next: NextFunction) => {
+    if (stream.verifyToken(req.get("authorization"))) return next();
     // Nothing of the request is read or kept; the connection is closed so an unread body cannot linger.
     res.set("connection", "close");
     logger.warn("ingest request refused: missing or wrong authorization token", { remote: req.ip });
@@ -71,7 +78,7 @@ export function createIngestApp(options: IngestAppOptions): express.Express {
     next();
   };
 
-  app.post(options.path, authenticate, admit, readBody, async (req: Request, res: Response) => {
+  const handle = (stream: IngestStream) => async (req: Request, res: Response) => {
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     // Invalid UTF-8 becomes U+FFFD instead of blocking the stream: Auth0 would redeliver forever.
     const text = raw.toString("utf8");
@@ -85,15 +92,19 @@ export function createIngestApp(options: IngestAppOptions): express.Express {
       }
       throw error;
     }
-    answer(res, await options.pipeline.process(decoded, res.locals.admission as Admission));
-  });
+    answer(res, await options.pipeline.process(decoded, res.locals.admission as Admission, stream.name));
+  };
 
-  app.all(options.path, (_req, res) => {
-    res.set("allow", "POST");
-    sendError(res, 405, "method_not_allowed", `use POST on ${options.path}`);
-  });
+  for (const stream of options.streams) {
+    app.post(stream.path, authenticate(stream), admit, readBody, handle(stream));
+    app.all(stream.path, (_req, res) => {
+      res.set("allow", "POST");
+      sendError(res, 405, "method_not_allowed", `use POST on ${stream.path}`);
+    });
+  }
+  const paths = options.streams.map((s) => s.path).join(", ");
 
-  app.use((req, res) => sendError(res, 404, "not_found", `nothing is served at ${req.path}; Auth0 posts to ${options.path}`));
+  app.use((req, res) => sendError(res, 404, "not_found", `nothing is served at ${req.path}; Auth0 posts to ${paths}`));
 
   // body-parser and handler errors: size limit, bad gzip, aborted uploads, bugs.
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {

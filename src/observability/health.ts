@@ -22,12 +22,15 @@ export interface HealthSnapshot {
   lastErrors: HealthError[];
   /** Live state read from the pipeline and sinks when the snapshot is taken. */
   circuitBreaker?: string;
+  destinations?: Record<string, unknown>[];
   deadLetterRecords?: number;
   inflightEvents?: number;
 }
 
 export interface LiveState {
+  /** The worst breaker state across destinations (open, half_open, closed). */
   circuitBreaker: string;
+  destinations: Record<string, unknown>[];
   deadLetterRecords: number;
   inflightEvents: number;
 }

@@ -5,22 +5,23 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 export interface Metrics {
   registry: Registry;
   eventsReceived: Counter<"code" | "category">;
-  eventsPublished: Counter<"code">;
-  eventsFailed: Counter<"reason">;
+  eventsPublished: Counter<"code" | "destination">;
+  eventsFailed: Counter<"reason" | "destination">;
   eventsFiltered: Counter<"code">;
   eventsRejected: Counter<"reason">;
-  publishRequests: Counter<"outcome">;
-  publishDuration: Histogram<"outcome">;
-  batchSize: Histogram;
+  publishRequests: Counter<"outcome" | "destination">;
+  publishDuration: Histogram<"outcome" | "destination">;
+  batchSize: Histogram<"destination">;
   ingestRequests: Counter<"status">;
-  lastPublishSuccess: Gauge;
+  lastPublishSuccess: Gauge<"destination">;
   ready: Gauge;
   info: Gauge<"version">;
   eventsDeadLettered: Counter<"reason">;
   deadLetterRecords: Gauge;
-  eventsDuplicate: Counter;
+  eventsDuplicate: Counter<"destination">;
   inflightEvents: Gauge;
-  circuitBreakerState: Gauge;
+  circuitBreakerState: Gauge<"destination">;
+  destinationGone: Gauge<"destination">;
   ingestRejectedBusy: Counter;
 }
 
@@ -42,18 +43,18 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
     eventsPublished: new Counter({
       name: "auth0_bridge_events_published_total",
       help: "Events accepted by Event Grid, by type code.",
-      labelNames: ["code"],
+      labelNames: ["code", "destination"],
       registers,
     }),
     eventsFailed: new Counter({
       name: "auth0_bridge_events_failed_total",
       help: "Events whose delivery finally failed (after retries, or refused), by reason.",
-      labelNames: ["reason"],
+      labelNames: ["reason", "destination"],
       registers,
     }),
     eventsFiltered: new Counter({
       name: "auth0_bridge_events_filtered_total",
-      help: "Events dropped on purpose by the configured filters, by type code.",
+      help: "Events dropped on purpose by the configured filters, or matched by no route, by type code.",
       labelNames: ["code"],
       registers,
     }),
@@ -66,13 +67,13 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
     publishRequests: new Counter({
       name: "auth0_bridge_publish_requests_total",
       help: "HTTP publish attempts to Event Grid: success, retry (failed, will be retried) or failure (failed for good).",
-      labelNames: ["outcome"],
+      labelNames: ["outcome", "destination"],
       registers,
     }),
     publishDuration: new Histogram({
       name: "auth0_bridge_publish_duration_seconds",
       help: "Duration of one HTTP publish attempt to Event Grid.",
-      labelNames: ["outcome"],
+      labelNames: ["outcome", "destination"],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
@@ -80,6 +81,7 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
       name: "auth0_bridge_batch_size_events",
       help: "Events per Event Grid publish request.",
       buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
+      labelNames: ["destination"],
       registers,
     }),
     ingestRequests: new Counter({
@@ -91,6 +93,7 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
     lastPublishSuccess: new Gauge({
       name: "auth0_bridge_last_publish_success_timestamp_seconds",
       help: "Unix time of the last publish request Event Grid accepted (0 until the first).",
+      labelNames: ["destination"],
       registers,
     }),
     ready: new Gauge({
@@ -118,6 +121,7 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
     eventsDuplicate: new Counter({
       name: "auth0_bridge_events_duplicate_total",
       help: "Events not published again because their log_id was published recently (redelivery).",
+      labelNames: ["destination"],
       registers,
     }),
     inflightEvents: new Gauge({
@@ -128,6 +132,7 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
     circuitBreakerState: new Gauge({
       name: "auth0_bridge_circuit_breaker_state",
       help: "Event Grid circuit breaker: 0 closed (publishing), 1 half-open (probing), 2 open (not calling Event Grid).",
+      labelNames: ["destination"],
       registers,
     }),
     ingestRejectedBusy: new Counter({
@@ -135,11 +140,23 @@ export function createMetrics(options: { version: string; defaultMetrics?: boole
       help: "Requests answered 429 because MAX_INFLIGHT_EVENTS events were already in flight.",
       registers,
     }),
+    destinationGone: new Gauge({
+      name: "auth0_bridge_destination_gone",
+      help: "1 when a webhook destination answered 410 Gone: the bridge stopped delivering there and dead-letters its events until restarted.",
+      labelNames: ["destination"],
+      registers,
+    }),
   };
   metrics.info.set({ version: options.version }, 1);
-  metrics.lastPublishSuccess.set(0);
   metrics.ready.set(0);
   // Pre-create the outcome series so dashboards and alerts see zeros rather than absent series.
-  for (const outcome of ["success", "retry", "failure"]) metrics.publishRequests.inc({ outcome }, 0);
   return metrics;
+}
+
+/** Pre-creates a destination's series so dashboards and alerts see zeros rather than absent series. */
+export function registerDestination(metrics: Metrics, destination: string): void {
+  for (const outcome of ["success", "retry", "failure"]) metrics.publishRequests.inc({ outcome, destination }, 0);
+  metrics.lastPublishSuccess.set({ destination }, 0);
+  metrics.circuitBreakerState.set({ destination }, BREAKER_STATE_VALUE.closed);
+  metrics.destinationGone.set({ destination }, 0);
 }

@@ -1,17 +1,19 @@
-// The transform and delivery path of one ingested request: filter -> map -> dedupe -> deliver,
-// then keep what could not be delivered in the dead-letter store. It owns the answer the request
-// gets: 200 only when every event is published or durably dead-lettered; 503 with Retry-After
-// when Event Grid is unavailable (Auth0 keeps the logs and redelivers); 429 when too many events
-// are already in flight.
-import type { AcceptedItem, DecodedBody } from "../auth0/record.js";
+// The transform and delivery path of one ingested request: filter -> route -> redact + map ->
+// dedupe -> deliver to each destination, then keep what could not be delivered in the dead-letter
+// store. It owns the answer the request gets: 200 only when every event reached every destination
+// its routes name (or was durably dead-lettered); 503 with Retry-After when a destination is
+// unavailable (Auth0 keeps the logs and redelivers, and the per-destination dedupe window keeps
+// the healthy ones from getting them twice); 429 when too many events are already in flight.
+import type { Auth0LogRecord, DecodedBody } from "../auth0/record.js";
 import type { EventTypeInfo, EventTypeRegistry } from "../auth0/registry.js";
 import { mapRecord, MappingError, type MappingOptions } from "../cloudevents/map.js";
 import type { HealthModel } from "../observability/health.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { DeadLetterEntry } from "../sinks/dead-letter.js";
-import type { DeliveryResult, OutgoingEvent } from "../sinks/eventgrid.js";
+import type { BatchFailure, DeliveryResult, OutgoingEvent } from "../sinks/eventgrid.js";
 import type { RecentIds } from "./dedupe.js";
+import type { Router } from "./router.js";
 import type { RoutingRules } from "./routing.js";
 
 /** Room reserved for one request's events (see Pipeline.admit). */
@@ -23,6 +25,16 @@ export interface Admission {
 
 export interface EventSink {
   deliver(events: readonly OutgoingEvent[]): Promise<DeliveryResult>;
+}
+
+/** One destination as the pipeline sees it: where its events go and what it already has. */
+export interface Destination {
+  name: string;
+  sink: EventSink;
+  /** Ids this destination accepted recently (its own dedupe window). */
+  recent: RecentIds;
+  /** True while the destination is known to be unavailable (its circuit breaker is open). */
+  down(): boolean;
 }
 
 export interface DeadLetterSink {
@@ -54,23 +66,22 @@ export type PipelineOutcome =
 
 export interface PipelineOptions {
   registry: EventTypeRegistry;
+  /** The global filters (FILTER_*) and type overrides (TYPE_OVERRIDES). */
   routing: RoutingRules;
+  router: Router;
   mapping: Omit<MappingOptions, "typeOverride">;
-  sink: EventSink;
+  destinations: ReadonlyMap<string, Destination>;
   deadLetters: DeadLetterSink;
-  recent: RecentIds;
   logger: Logger;
   metrics: Metrics;
   health: HealthModel;
   /** Largest single event Event Grid takes (bytes); larger ones are never sent. */
   maxEventBytes: number;
   maxInflightEvents: number;
-  /** What happens to events when Event Grid stays unavailable: 503 (retry) or dead-letter + 200. */
+  /** What happens to events when a destination stays unavailable: 503 (retry) or dead-letter + 200. */
   onExhausted: "retry" | "dead-letter";
   /** Retry-After sent with a 503 or 429. */
   retryAfterSeconds: number;
-  /** True while the Event Grid target is known to be unavailable (the circuit breaker is open). */
-  targetDown: () => boolean;
 }
 
 // Unknown codes come from the sender; cap how many distinct ones become metric labels.
@@ -78,13 +89,31 @@ const MAX_UNKNOWN_CODE_LABELS = 100;
 
 const eventJson = (event: OutgoingEvent) => JSON.parse(event.json) as Record<string, unknown>;
 
+/** An event on its way to one destination, with what the dead-letter store needs if it fails there. */
+interface Pending {
+  index: number;
+  record: Auth0LogRecord;
+  destination: string;
+}
+
 export class Pipeline {
   private readonly mapping: MappingOptions;
+  /** Mapping options per route type (a route's `type` wins over TYPE_OVERRIDES). */
+  private readonly routeMappings = new Map<string, MappingOptions>();
   private readonly unknownCodes = new Set<string>();
+  private readonly destinationList: Destination[];
   private inflight = 0;
 
   constructor(private readonly options: PipelineOptions) {
     this.mapping = { ...options.mapping, typeOverride: options.routing.typeOverride };
+    this.destinationList = [...options.destinations.values()];
+  }
+
+  private mappingFor(type: string | undefined): MappingOptions {
+    if (type === undefined) return this.mapping;
+    let mapping = this.routeMappings.get(type);
+    if (!mapping) this.routeMappings.set(type, (mapping = { ...this.options.mapping, typeOverride: () => type }));
+    return mapping;
   }
 
   /**
@@ -98,14 +127,14 @@ export class Pipeline {
    * anyway, answer before reading the body: an outage then costs almost nothing per request.
    */
   get refusingFast(): boolean {
-    return this.options.onExhausted === "retry" && this.options.targetDown();
+    return this.options.onExhausted === "retry" && this.destinationList.length > 0 && this.destinationList.every((d) => d.down());
   }
 
   unavailable(): PipelineOutcome {
     return {
       status: 503,
       retryAfterSeconds: this.options.retryAfterSeconds,
-      body: { error: "eventgrid_unavailable", message: "Event Grid is unavailable (circuit breaker open); send this request again later" },
+      body: { error: "eventgrid_unavailable", message: "every destination is unavailable (circuit breaker open); send this request again later" },
     };
   }
 
@@ -162,32 +191,45 @@ export class Pipeline {
     return { status: 400, body: { error: "invalid_body", message, ...location } };
   }
 
-  /** Runs a decoded request; with an admission from admit(), its reservation is resized to the real count. */
-  async process(decoded: DecodedBody, admission?: Admission): Promise<PipelineOutcome> {
+  /**
+   * Runs a decoded request from a stream (the default stream unless named); with an admission
+   * from admit(), its reservation is resized to the real count.
+   */
+  async process(decoded: DecodedBody, admission?: Admission, stream = "default"): Promise<PipelineOutcome> {
     const count = decoded.items.length;
     const own = admission ? undefined : this.admit(count);
     if (admission ? !admission.resize(count) : own === undefined) return this.throttled();
     try {
-      return await this.run(decoded);
+      return await this.run(decoded, stream);
     } finally {
       own?.release();
     }
   }
 
-  private async run(decoded: DecodedBody): Promise<PipelineOutcome> {
-    const { registry, routing, metrics, health, sink, recent } = this.options;
+  /** A record kept before any route is known (invalid records): redacted by every route's rules. */
+  private redactUnrouted(value: unknown): unknown {
+    const redactor = this.options.router.anyRouteRedactor;
+    if (!redactor || typeof value !== "object" || value === null || Array.isArray(value)) return value;
+    const data = (value as Record<string, unknown>).data;
+    if (typeof data !== "object" || data === null || Array.isArray(data)) return value;
+    return { ...value, data: redactor.apply(data as Record<string, unknown>) };
+  }
+
+  private async run(decoded: DecodedBody, stream: string): Promise<PipelineOutcome> {
+    const { registry, routing, router, metrics, health, destinations } = this.options;
     const summary: IngestSummary = { received: decoded.items.length, published: 0, filtered: 0, rejected: 0, duplicates: 0, dead_lettered: 0, rejections: [] };
-    const outgoing: OutgoingEvent[] = [];
+    const outgoing = new Map<string, OutgoingEvent[]>();
     const dead: DeadLetterEntry[] = [];
-    const records = new Map<OutgoingEvent, AcceptedItem>();
+    const pending = new Map<OutgoingEvent, Pending>();
     // Counted per request and added once per label set: prom-client's label lookup is not free.
     const received = new Map<string, { code: string; category: string; n: number }>();
     const filtered = new Map<string, number>();
+    const duplicates = new Map<string, number>();
 
     for (const item of decoded.items) {
       if (!item.ok) {
         this.reject(summary, item.index, item.reason, item.detail);
-        dead.push({ reason: "invalid_record", detail: item.reason, error: item.detail, ...(typeof item.raw === "string" ? { raw: item.raw } : item.raw !== undefined ? { record: item.raw } : {}) });
+        dead.push({ reason: "invalid_record", detail: item.reason, error: item.detail, ...(typeof item.raw === "string" ? { raw: item.raw } : item.raw !== undefined ? { record: this.redactUnrouted(item.raw) } : {}) });
         continue;
       }
       const info = registry.lookup(item.record.data.type);
@@ -195,98 +237,123 @@ export class Pipeline {
       const tally = received.get(codeLabel);
       if (tally) tally.n++;
       else received.set(codeLabel, { code: codeLabel, category: info.apiFilter, n: 1 });
-      if (routing.drops(info)) {
+      const plan = routing.drops(info) ? [] : router.plan(stream, info);
+      if (plan.length === 0) {
         summary.filtered++;
         filtered.set(codeLabel, (filtered.get(codeLabel) ?? 0) + 1);
         continue;
       }
-      let event;
-      try {
-        event = mapRecord(item.record, registry, this.mapping).event;
-      } catch (error) {
-        const reason = error instanceof MappingError ? error.reason : "mapping_failed";
-        const detail = error instanceof Error ? error.message : String(error);
-        this.reject(summary, item.index, reason, detail);
-        dead.push({ reason: "invalid_record", detail: reason, error: detail, record: item.record, code: info.code });
-        continue;
+      let rejected = false;
+      for (const target of plan) {
+        const record = target.redactor ? { ...item.record, data: target.redactor.apply(item.record.data) as Auth0LogRecord["data"] } : item.record;
+        let event;
+        try {
+          event = mapRecord(record, registry, this.mappingFor(target.type)).event;
+        } catch (error) {
+          const reason = error instanceof MappingError ? error.reason : "mapping_failed";
+          const detail = error instanceof Error ? error.message : String(error);
+          if (!rejected) this.reject(summary, item.index, reason, detail);
+          rejected = true;
+          dead.push({ reason: "invalid_record", detail: reason, error: detail, record, code: info.code, destination: target.destinations.join(",") });
+          continue;
+        }
+        let structured: string | undefined;
+        let bytes = 0;
+        for (const name of target.destinations) {
+          if (destinations.get(name)!.recent.has(event.id)) {
+            summary.duplicates++;
+            duplicates.set(name, (duplicates.get(name) ?? 0) + 1);
+            continue;
+          }
+          if (structured === undefined) {
+            structured = JSON.stringify(event);
+            bytes = Buffer.byteLength(structured);
+          }
+          if (bytes > this.options.maxEventBytes) {
+            const detail = `event is ${bytes} bytes; Event Grid takes at most ${this.options.maxEventBytes}`;
+            if (!rejected) this.reject(summary, item.index, "event_too_large", detail, event.id);
+            rejected = true;
+            dead.push({ reason: "event_too_large", error: detail, log_id: event.id, code: info.code, destination: name, record, event: JSON.parse(structured) as Record<string, unknown> });
+            continue;
+          }
+          const out: OutgoingEvent = { id: event.id, code: codeLabel, bytes, json: structured };
+          let list = outgoing.get(name);
+          if (!list) outgoing.set(name, (list = []));
+          list.push(out);
+          pending.set(out, { index: item.index, record, destination: name });
+        }
       }
-      if (recent.has(event.id)) {
-        summary.duplicates++;
-        continue;
-      }
-      const structured = JSON.stringify(event);
-      const bytes = Buffer.byteLength(structured);
-      if (bytes > this.options.maxEventBytes) {
-        const detail = `event is ${bytes} bytes; Event Grid takes at most ${this.options.maxEventBytes}`;
-        this.reject(summary, item.index, "event_too_large", detail, event.id);
-        dead.push({ reason: "event_too_large", error: detail, log_id: event.id, code: info.code, record: item.record, event: JSON.parse(structured) as Record<string, unknown> });
-        continue;
-      }
-      const out: OutgoingEvent = { id: event.id, code: codeLabel, bytes, json: structured };
-      outgoing.push(out);
-      records.set(out, item);
     }
 
     for (const t of received.values()) metrics.eventsReceived.inc({ code: t.code, category: t.category }, t.n);
     for (const [code, n] of filtered) metrics.eventsFiltered.inc({ code }, n);
-    if (summary.duplicates > 0) metrics.eventsDuplicate.inc(summary.duplicates);
+    for (const [destination, n] of duplicates) metrics.eventsDuplicate.inc({ destination }, n);
     health.counters.received += summary.received;
     health.counters.filtered += summary.filtered;
 
-    let result: DeliveryResult = { published: [], rejected: [], failed: [] };
-    if (outgoing.length > 0) result = await sink.deliver(outgoing);
+    // Destinations are delivered to side by side: a slow or failing one does not hold up the others.
+    const results = await Promise.all(
+      [...outgoing].map(async ([name, events]) => ({ name, result: await destinations.get(name)!.sink.deliver(events) })),
+    );
 
-    summary.published = result.published.length;
-    const published = new Map<string, number>();
-    for (const event of result.published) {
-      published.set(event.code, (published.get(event.code) ?? 0) + 1);
-      recent.add(event.id);
-    }
-    for (const [code, n] of published) metrics.eventsPublished.inc({ code }, n);
-    health.counters.published += result.published.length;
-
-    for (const r of result.rejected) {
-      const item = records.get(r.event)!;
-      this.reject(summary, item.index, r.reason, `Event Grid answered ${r.status}: ${r.message}`, r.event.id);
-      dead.push({
-        reason: r.reason,
-        log_id: r.event.id,
-        code: r.event.code,
-        record: item.record,
-        event: eventJson(r.event),
-        status: r.status,
-        attempts: r.attempts,
-        error: r.message,
-        first_attempt: r.firstAttempt,
-        last_attempt: r.lastAttempt,
-      });
-      health.recordError({ reason: r.reason, message: r.message, status: r.status, events: 1 });
-    }
-
-    const unavailable = [];
-    for (const failure of result.failed) {
-      const keep = this.options.onExhausted === "dead-letter" && (failure.reason === "exhausted" || failure.reason === "circuit_open");
-      if (keep) {
-        for (const event of failure.events) {
-          dead.push({
-            reason: "exhausted",
-            detail: failure.reason,
-            log_id: event.id,
-            code: event.code,
-            record: records.get(event)!.record,
-            event: eventJson(event),
-            attempts: failure.attempts,
-            error: failure.message,
-            first_attempt: failure.firstAttempt,
-            last_attempt: failure.lastAttempt,
-            ...(failure.status !== undefined ? { status: failure.status } : {}),
-          });
-        }
-      } else {
-        unavailable.push(failure);
+    const unavailable: BatchFailure[] = [];
+    let sent = false;
+    for (const { name: destination, result } of results) {
+      sent = true;
+      const recent = destinations.get(destination)!.recent;
+      summary.published += result.published.length;
+      const published = new Map<string, number>();
+      for (const event of result.published) {
+        published.set(event.code, (published.get(event.code) ?? 0) + 1);
+        recent.add(event.id);
       }
-      metrics.eventsFailed.inc({ reason: failure.reason }, failure.events.length);
-      health.recordError({ reason: failure.reason, message: failure.message, events: failure.events.length, ...(failure.status !== undefined ? { status: failure.status } : {}) });
+      for (const [code, n] of published) metrics.eventsPublished.inc({ code, destination }, n);
+      health.counters.published += result.published.length;
+
+      for (const r of result.rejected) {
+        const meta = pending.get(r.event)!;
+        this.reject(summary, meta.index, r.reason, `${destination} answered ${r.status}: ${r.message}`, r.event.id);
+        dead.push({
+          reason: r.reason,
+          log_id: r.event.id,
+          code: r.event.code,
+          destination,
+          record: meta.record,
+          event: eventJson(r.event),
+          status: r.status,
+          attempts: r.attempts,
+          error: r.message,
+          first_attempt: r.firstAttempt,
+          last_attempt: r.lastAttempt,
+        });
+        health.recordError({ reason: r.reason, message: `${destination}: ${r.message}`, status: r.status, events: 1 });
+      }
+
+      for (const failure of result.failed) {
+        const keep = this.options.onExhausted === "dead-letter" && (failure.reason === "exhausted" || failure.reason === "circuit_open");
+        if (keep) {
+          for (const event of failure.events) {
+            dead.push({
+              reason: "exhausted",
+              detail: failure.reason,
+              log_id: event.id,
+              code: event.code,
+              destination,
+              record: pending.get(event)!.record,
+              event: eventJson(event),
+              attempts: failure.attempts,
+              error: failure.message,
+              first_attempt: failure.firstAttempt,
+              last_attempt: failure.lastAttempt,
+              ...(failure.status !== undefined ? { status: failure.status } : {}),
+            });
+          }
+        } else {
+          unavailable.push(failure);
+        }
+        metrics.eventsFailed.inc({ reason: failure.reason, destination }, failure.events.length);
+        health.recordError({ reason: failure.reason, message: `${destination}: ${failure.message}`, events: failure.events.length, ...(failure.status !== undefined ? { status: failure.status } : {}) });
+      }
     }
 
     if (dead.length > 0) {
@@ -297,25 +364,27 @@ export class Pipeline {
       }
       for (const entry of dead) {
         metrics.eventsDeadLettered.inc({ reason: entry.reason });
-        if (entry.log_id) recent.add(entry.log_id);
+        // Kept is as good as delivered for a redelivery: do not send it there again.
+        if (entry.log_id && entry.destination) destinations.get(entry.destination)?.recent.add(entry.log_id);
       }
       summary.dead_lettered = dead.length;
     }
     health.counters.rejected += summary.rejected;
 
     if (unavailable.length === 0) {
-      if (outgoing.length > 0) health.recordDelivery(result.failed.length === 0);
+      if (sent) health.recordDelivery(results.every((r) => r.result.failed.length === 0));
       return { status: 200, body: summary };
     }
     const failed = unavailable.reduce((n, f) => n + f.events.length, 0);
     health.counters.failed += failed;
     health.recordDelivery(false);
+    const where = [...new Set(unavailable.map((f) => results.find((r) => r.result.failed.includes(f))!.name))];
     return {
       status: 503,
       retryAfterSeconds: this.options.retryAfterSeconds,
       body: {
         error: "delivery_failed",
-        message: `${failed} event(s) could not be delivered to Event Grid; send the request again later`,
+        message: `${failed} event(s) could not be delivered to ${where.join(", ")}; send the request again later`,
         failed,
         ...summary,
       },

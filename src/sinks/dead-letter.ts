@@ -9,7 +9,14 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-export type DeadLetterReason = "invalid_record" | "unparseable_body" | "event_too_large" | "rejected_by_eventgrid" | "exhausted";
+export type DeadLetterReason =
+  | "invalid_record"
+  | "unparseable_body"
+  | "event_too_large"
+  | "rejected_by_eventgrid"
+  | "rejected_by_destination"
+  | "destination_gone"
+  | "exhausted";
 
 export interface DeadLetterEntry {
   reason: DeadLetterReason;
@@ -17,7 +24,9 @@ export interface DeadLetterEntry {
   detail?: string;
   log_id?: string;
   code?: string;
-  /** The original Auth0 record, when it could be parsed. */
+  /** The destination the event was for (absent for records that never reached a route). */
+  destination?: string;
+  /** The original Auth0 record, when it could be parsed (after the route's redaction). */
   record?: unknown;
   /** The raw text, when it could not be parsed. */
   raw?: string;

@@ -9,7 +9,7 @@ import type { KeyCredential, SASCredential, TokenCredential } from "@azure/core-
 import type { PipelinePolicy } from "@azure/core-rest-pipeline";
 import pRetry from "p-retry";
 import type { Logger } from "../observability/logger.js";
-import { BREAKER_STATE_VALUE, type Metrics } from "../observability/metrics.js";
+import { BREAKER_STATE_VALUE, registerDestination, type Metrics } from "../observability/metrics.js";
 import { splitIntoBatches } from "./batches.js";
 import { CircuitBreaker } from "./circuit-breaker.js";
 import { classifyError, failureReason, retryDelay, type AttemptError, type BackoffOptions, type FailureReason } from "./retry-policy.js";
@@ -25,7 +25,7 @@ export interface OutgoingEvent {
   bytes: number;
 }
 
-interface AttemptLog {
+export interface AttemptLog {
   attempts: number;
   firstAttempt: string;
   lastAttempt: string;
@@ -40,10 +40,11 @@ export interface BatchFailure extends AttemptLog {
   message: string;
 }
 
-/** One event Event Grid refused on its own (400 for it alone, or 413: too large). */
+/** One event the destination refused on its own (400 for it alone, 413: too large, 410: the
+ * webhook is gone for good). */
 export interface EventRejection extends AttemptLog {
   event: OutgoingEvent;
-  reason: "rejected_by_eventgrid" | "event_too_large";
+  reason: "rejected_by_eventgrid" | "rejected_by_destination" | "event_too_large" | "destination_gone";
   status: number;
   message: string;
 }
@@ -55,6 +56,8 @@ export interface DeliveryResult {
 }
 
 export interface PublisherOptions {
+  /** Destination name: the `destination` label of its metrics and a field of its logs. */
+  destination: string;
   client: EventGridTransport;
   channel?: string;
   /** Retries after the first attempt (PUBLISH_RETRIES). */
@@ -140,13 +143,14 @@ export class EventGridPublisher {
   constructor(private readonly options: PublisherOptions) {
     this.sleep = options.sleep ?? defaultSleep;
     const { metrics, logger } = options;
-    metrics.circuitBreakerState.set(BREAKER_STATE_VALUE.closed);
+    const destination = options.destination;
+    registerDestination(metrics, destination);
     this.breaker = new CircuitBreaker({
       ...options.breaker,
       onStateChange: (state, previous) => {
-        metrics.circuitBreakerState.set(BREAKER_STATE_VALUE[state]);
+        metrics.circuitBreakerState.set({ destination }, BREAKER_STATE_VALUE[state]);
         const log = state === "open" ? logger.error.bind(logger) : logger.info.bind(logger);
-        log("circuit breaker " + state.replace("_", "-"), { previous, cooldown_ms: options.breaker.cooldownMs });
+        log("circuit breaker " + state.replace("_", "-"), { destination, previous, cooldown_ms: options.breaker.cooldownMs });
       },
     });
   }
@@ -172,13 +176,13 @@ export class EventGridPublisher {
       if (batch.length > 1) {
         // Bisect: the halves go on separately until the offending events stand alone.
         const middle = Math.ceil(batch.length / 2);
-        this.options.logger.info("isolating refused events", { status, batch_size: batch.length });
+        this.options.logger.info("isolating refused events", { destination: this.options.destination, status, batch_size: batch.length });
         await Promise.all([this.deliverBatch(batch.slice(0, middle), result), this.deliverBatch(batch.slice(middle), result)]);
         return;
       }
       const event = batch[0]!;
       const reason = status === 413 ? "event_too_large" : "rejected_by_eventgrid";
-      this.options.logger.error("event refused by Event Grid", { reason, status, error: detail.message, log_id: event.id, code: event.code });
+      this.options.logger.error("event refused by Event Grid", { destination: this.options.destination, reason, status, error: detail.message, log_id: event.id, code: event.code });
       result.rejected.push({ event, reason, status, message: detail.message, ...log });
       return;
     }
@@ -191,6 +195,7 @@ export class EventGridPublisher {
       ...(detail.code !== undefined ? { code: detail.code } : {}),
     };
     this.options.logger.error("delivery failed", {
+      destination: this.options.destination,
       reason: failure.reason,
       status: failure.status ?? null,
       code: failure.code ?? null,
@@ -211,7 +216,8 @@ export class EventGridPublisher {
     let lastAttempt = firstAttempt;
     let attempts = 0;
     let last: AttemptError | undefined;
-    metrics.batchSize.observe(batch.length);
+    const destination = this.options.destination;
+    metrics.batchSize.observe({ destination }, batch.length);
     try {
       await pRetry(
         async () => {
@@ -226,13 +232,13 @@ export class EventGridPublisher {
             await client.send(body, { ...(channel ? { channel } : {}), abortSignal: AbortSignal.timeout(timeoutMs) });
           } catch (error) {
             const detail = classifyError(error);
-            metrics.publishDuration.observe({ outcome: "failure" }, (performance.now() - t0) / 1000);
+            metrics.publishDuration.observe({ outcome: "failure", destination }, (performance.now() - t0) / 1000);
             if (detail.status !== undefined && EVENT_LEVEL_STATUSES.has(detail.status)) this.breaker.onSuccess();
             else this.breaker.onFailure();
             throw new AttemptFailed(detail);
           }
           this.breaker.onSuccess();
-          metrics.publishDuration.observe({ outcome: "success" }, (performance.now() - t0) / 1000);
+          metrics.publishDuration.observe({ outcome: "success", destination }, (performance.now() - t0) / 1000);
         },
         {
           retries,
@@ -245,9 +251,10 @@ export class EventGridPublisher {
             last = detail;
             if (detail.code === "circuit_open") return; // no request was made
             const willRetry = detail.retryable && retriesLeft > 0;
-            metrics.publishRequests.inc({ outcome: willRetry ? "retry" : "failure" });
+            metrics.publishRequests.inc({ outcome: willRetry ? "retry" : "failure", destination });
             const delayMs = willRetry ? retryDelay(attemptNumber, backoff, detail.retryAfterMs) : 0;
             logger.warn("publish attempt failed", {
+              destination,
               attempt: attemptNumber,
               status: detail.status ?? null,
               code: detail.code ?? null,
@@ -263,8 +270,8 @@ export class EventGridPublisher {
     } catch (error) {
       return { ok: false, detail: last ?? classifyError(error), log: { attempts, firstAttempt, lastAttempt } };
     }
-    metrics.publishRequests.inc({ outcome: "success" });
-    metrics.lastPublishSuccess.set(Date.now() / 1000);
+    metrics.publishRequests.inc({ outcome: "success", destination });
+    metrics.lastPublishSuccess.set({ destination }, Date.now() / 1000);
     return { ok: true };
   }
 }

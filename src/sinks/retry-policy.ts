@@ -12,6 +12,7 @@ export type FailureReason =
   | "too_large" // 413
   | "client_error" // another 4xx
   | "circuit_open" // the circuit breaker kept the bridge from calling Event Grid
+  | "handshake_refused" // a webhook did not grant delivery in the CloudEvents abuse-protection handshake
   | "internal"; // an error before any HTTP exchange (a bug or a bad event)
 
 export interface AttemptError {
@@ -63,6 +64,8 @@ export function classifyError(error: unknown, now: () => number = Date.now): Att
 
 export function failureReason(last: AttemptError): FailureReason {
   if (last.code === "circuit_open") return "circuit_open";
+  // Before the status: an OPTIONS refused with 403 is a refused handshake, not a forbidden publish.
+  if (last.code === "handshake_refused") return "handshake_refused";
   if (last.retryable) return "exhausted";
   if (last.status === undefined) return "internal";
   return NON_RETRYABLE_REASON[last.status] ?? "client_error";
@@ -99,6 +102,6 @@ export function retryDelay(retry: number, options: BackoffOptions, retryAfterMs?
 
 // Error messages from the HTTP stack can carry the request URL; strip query strings
 // (a SAS could ride there) and keep the message short.
-function safeMessage(message: string): string {
+export function safeMessage(message: string): string {
   return message.replace(/\?[^\s"']*/g, "").slice(0, 500);
 }

@@ -6,7 +6,7 @@ import { Writable } from "node:stream";
 import { resolve, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import { loadConfig } from "../../src/config/load.js";
+import { loadConfig, type LoadedConfig } from "../../src/config/load.js";
 import type { Config } from "../../src/config/settings.js";
 import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/emulator/emulator.js";
 import { startBridge, type Bridge } from "../../src/main.js";
@@ -38,6 +38,11 @@ export class LogCapture extends Writable {
 }
 
 export function testConfig(overrides: Record<string, string | undefined> = {}): Config {
+  return testLoaded(overrides).config;
+}
+
+/** The whole loaded configuration (settings and topology), as the bridge's main() gets it. */
+export function testLoaded(overrides: Record<string, string | undefined> = {}): LoadedConfig {
   return loadConfig({
     env: {
       NODE_ENV: "test",
@@ -58,7 +63,7 @@ export function testConfig(overrides: Record<string, string | undefined> = {}): 
       ...overrides,
     },
     defaultsPath: resolve(ROOT, "config/default.json"),
-  }).config;
+  });
 }
 
 export interface Running {

@@ -76,7 +76,7 @@ describe("schema and defaults file", () => {
     }
     assert.deepEqual(
       SETTINGS.filter((s) => s.secret).map((s) => s.name),
-      ["AUTH0_STREAM_TOKEN", "AUTH0_STREAM_TOKEN_PREVIOUS", "EVENTGRID_KEY", "EVENTGRID_SAS_TOKEN"],
+      ["AUTH0_STREAM_TOKEN", "AUTH0_STREAM_TOKEN_PREVIOUS", "EVENTGRID_KEY", "EVENTGRID_SAS_TOKEN", "REDACTION_HASH_KEY"],
     );
   });
 
@@ -103,7 +103,7 @@ describe("loadConfig: defaults", () => {
     const insecure: boolean = config.EVENTGRID_ALLOW_INSECURE;
     const codes: string[] = config.FILTER_DROP_CODES;
     const overrides: Record<string, string> = config.TYPE_OVERRIDES;
-    const token: string = config.AUTH0_STREAM_TOKEN;
+    const token: string | undefined = config.AUTH0_STREAM_TOKEN;
     const endpoint: string | undefined = config.EVENTGRID_ENDPOINT;
     const mode: "production" | "development" | "test" = config.NODE_ENV;
     const level: "error" | "warn" | "info" | "debug" = config.LOG_LEVEL;

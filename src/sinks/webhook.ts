@@ -1,0 +1,613 @@
+// The CloudEvents HTTP webhook sink (CloudEvents "HTTP 1.1 Web Hooks for Event Delivery" 1.0.2):
+// delivers to any HTTPS endpoint in structured, batched or binary content mode, once the target
+// has granted delivery in the abuse-protection handshake (OPTIONS), and never faster than the
+// request rate it allowed. Retries, backoff, Retry-After, the circuit breaker and the bisecting of
+// refused batches follow the Event Grid publisher; a 410 Gone retires the destination until restart.
+import { CloudEvent, HTTP } from "cloudevents";
+import pRetry from "p-retry";
+import type { Logger } from "../observability/logger.js";
+import { BREAKER_STATE_VALUE, registerDestination, type Metrics } from "../observability/metrics.js";
+import { splitIntoBatches } from "./batches.js";
+import { CircuitBreaker } from "./circuit-breaker.js";
+import type { AttemptLog, BatchFailure, DeliveryResult, EventRejection, OutgoingEvent } from "./eventgrid.js";
+import { failureReason, isRetryableStatus, parseRetryAfter, retryDelay, safeMessage, type AttemptError, type BackoffOptions } from "./retry-policy.js";
+
+export type WebhookMode = "structured" | "batched" | "binary";
+
+export interface WebhookOptions {
+  /** Destination name: the `destination` label of its metrics and a field of its logs. */
+  destination: string;
+  url: string;
+  mode: WebhookMode;
+  /** Sent as WebHook-Request-Origin (a DNS name identifying the bridge). */
+  origin: string;
+  /** Requests per minute asked for in the handshake (WebHook-Request-Rate). */
+  requestRate?: number;
+  /** Authorization header value for OPTIONS and POST. A secret: never logged. */
+  authorization?: string;
+  /** Allows http:// URLs (local tests only). */
+  allowInsecure: boolean;
+  /** Retries after the first attempt. */
+  retries: number;
+  timeoutMs: number;
+  backoff: BackoffOptions;
+  /** Batched mode: caps per request. */
+  maxBatchBytes: number;
+  maxBatchEvents: number;
+  breaker: { failureThreshold: number; cooldownMs: number };
+  logger: Logger;
+  metrics: Metrics;
+  /** POSTs in flight at once (per-event modes would otherwise open one connection per event). Default 8. */
+  maxConcurrentRequests?: number;
+  /** Injected so tests can observe waits without sleeping; defaults to setTimeout. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Injected clock (rate window, Retry-After dates, breaker); defaults to Date.now. */
+  now?: () => number;
+}
+
+const CE_JSON = "application/cloudevents+json; charset=utf-8";
+const CE_BATCH = "application/cloudevents-batch+json; charset=utf-8";
+const WINDOW_MS = 60_000;
+const MODES: readonly WebhookMode[] = ["structured", "batched", "binary"];
+
+// Answers about the events themselves: the target is healthy, so they do not trip the breaker.
+const EVENT_LEVEL_STATUSES = new Set([400, 413]);
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+interface WebhookAttemptError extends AttemptError {
+  /** Where it failed: the OPTIONS handshake, the POST, or before any request (breaker open, gone). */
+  stage: "handshake" | "post" | "none";
+  /** The target answered 410, now or earlier: its events are dead-lettered, not retried. */
+  gone?: boolean;
+}
+
+class AttemptFailed extends Error {
+  constructor(readonly detail: WebhookAttemptError) {
+    super(detail.message);
+  }
+}
+
+/** What the handshake granted; compared by identity so that one refusal invalidates it only once. */
+interface Grant {
+  /** Requests per minute, undefined for no limit. */
+  rate: number | undefined;
+}
+
+interface OutgoingRequest {
+  headers: Record<string, string>;
+  body: string | Uint8Array;
+}
+
+export class WebhookPublisher {
+  readonly breaker: CircuitBreaker;
+  private readonly target: string;
+  /** Scheme, host and port: what logs may say about the URL (path and query can hold tokens). */
+  private readonly host: string;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly now: () => number;
+  private readonly gate: RateGate;
+  private readonly slots: Semaphore;
+  private grant: Grant | undefined;
+  private pendingHandshake: Promise<Grant> | undefined;
+  private isGone = false;
+
+  constructor(private readonly options: WebhookOptions) {
+    const { destination, metrics, logger } = options;
+    const label = `webhook destination "${destination}"`;
+    // Messages name the destination, never the URL: its path or query can carry a token.
+    let url: URL;
+    try {
+      url = new URL(options.url);
+    } catch {
+      throw new Error(`${label}: url is not a valid absolute URL`);
+    }
+    if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error(`${label}: url must be https://`);
+    if (url.protocol === "http:" && !options.allowInsecure) throw new Error(`${label}: http:// is refused (HTTPS is required; allowInsecure is for local tests)`);
+    // fetch refuses such URLs; say so at startup rather than on every delivery.
+    if (url.username !== "" || url.password !== "") throw new Error(`${label}: credentials in the URL are not supported; use authorization`);
+    if (!MODES.includes(options.mode)) throw new Error(`${label}: mode must be one of ${MODES.join(", ")}`);
+    if (!/^[\x21-\x7e]+$/.test(options.origin)) throw new Error(`${label}: origin must be a non-empty DNS name`);
+    if (options.requestRate !== undefined && !(Number.isInteger(options.requestRate) && options.requestRate > 0)) {
+      throw new Error(`${label}: requestRate must be a positive integer (requests per minute)`);
+    }
+    if (options.authorization !== undefined && !/^[\x20-\x7e]+$/.test(options.authorization)) {
+      throw new Error(`${label}: authorization must be a non-empty printable ASCII header value`);
+    }
+    this.target = url.href;
+    this.host = url.origin;
+    this.sleep = options.sleep ?? defaultSleep;
+    this.now = options.now ?? Date.now;
+    this.gate = new RateGate(this.now, this.sleep);
+    this.slots = new Semaphore(Math.max(1, options.maxConcurrentRequests ?? 8));
+    registerDestination(metrics, destination);
+    this.breaker = new CircuitBreaker({
+      ...options.breaker,
+      now: this.now,
+      onStateChange: (state, previous) => {
+        metrics.circuitBreakerState.set({ destination }, BREAKER_STATE_VALUE[state]);
+        const log = state === "open" ? logger.error.bind(logger) : logger.info.bind(logger);
+        log("circuit breaker " + state.replace("_", "-"), { destination, previous, cooldown_ms: options.breaker.cooldownMs });
+      },
+    });
+  }
+
+  /** True once the target answered 410 Gone: nothing more is sent to it until restart. */
+  get gone(): boolean {
+    return this.isGone;
+  }
+
+  /** Delivers every event: one request per event (structured, binary) or per batch (batched). */
+  async deliver(events: readonly OutgoingEvent[]): Promise<DeliveryResult> {
+    const result: DeliveryResult = { published: [], rejected: [], failed: [] };
+    if (events.length === 0) return result;
+    if (this.isGone) {
+      const at = this.iso();
+      for (const event of events) result.rejected.push(this.goneRejection(event, { attempts: 0, firstAttempt: at, lastAttempt: at }));
+      return result;
+    }
+    const { mode, maxBatchBytes, maxBatchEvents } = this.options;
+    const batches = mode === "batched" ? splitIntoBatches(events, maxBatchBytes, maxBatchEvents) : events.map((event) => [event]);
+    await Promise.all(batches.map((batch) => this.deliverBatch(batch, result)));
+    return result;
+  }
+
+  private async deliverBatch(batch: OutgoingEvent[], result: DeliveryResult): Promise<void> {
+    const { logger, destination } = this.options;
+    let request: OutgoingRequest;
+    try {
+      request = this.buildRequest(batch);
+    } catch (error) {
+      // A bug or an event binary mode cannot express: nothing was sent and retrying cannot help.
+      // The message names the error class only: JSON.parse messages quote the (personal) content.
+      const at = this.iso();
+      const message = `event could not be encoded for ${this.options.mode} mode (${error instanceof Error ? error.name : "error"})`;
+      logger.error("delivery failed", { destination, reason: "internal", error: message, events: batch.length, log_ids: batch.map((e) => e.id) });
+      result.failed.push({ events: batch, reason: "internal", message, attempts: 0, firstAttempt: at, lastAttempt: at });
+      return;
+    }
+    const outcome = await this.publishWithRetries(batch, request);
+    if (outcome.ok) {
+      result.published.push(...batch);
+      return;
+    }
+    const { detail, log } = outcome;
+    if (detail.gone) {
+      for (const event of batch) result.rejected.push(this.goneRejection(event, log));
+      return;
+    }
+    const status = detail.status;
+    if (detail.stage === "post" && status !== undefined && EVENT_LEVEL_STATUSES.has(status)) {
+      if (batch.length > 1) {
+        // Bisect: the halves go on separately until the offending events stand alone.
+        const middle = Math.ceil(batch.length / 2);
+        logger.info("isolating refused events", { destination, status, batch_size: batch.length });
+        await Promise.all([this.deliverBatch(batch.slice(0, middle), result), this.deliverBatch(batch.slice(middle), result)]);
+        return;
+      }
+      const event = batch[0]!;
+      const reason = status === 413 ? "event_too_large" : "rejected_by_destination";
+      logger.error("event refused by webhook", { destination, reason, status, error: detail.message, log_id: event.id, code: event.code });
+      result.rejected.push({ event, reason, status, message: detail.message, ...log });
+      return;
+    }
+    const failure: BatchFailure = {
+      events: batch,
+      reason: failureReason(detail),
+      message: detail.message,
+      ...log,
+      ...(status !== undefined ? { status } : {}),
+      ...(detail.code !== undefined ? { code: detail.code } : {}),
+    };
+    logger.error("delivery failed", {
+      destination,
+      reason: failure.reason,
+      status: failure.status ?? null,
+      code: failure.code ?? null,
+      error: failure.message,
+      attempts: failure.attempts,
+      elapsed_ms: Date.parse(failure.lastAttempt) - Date.parse(failure.firstAttempt),
+      events: batch.length,
+      log_ids: batch.map((e) => e.id),
+      codes: batch.map((e) => e.code),
+    });
+    result.failed.push(failure);
+  }
+
+  private async publishWithRetries(
+    batch: OutgoingEvent[],
+    request: OutgoingRequest,
+  ): Promise<{ ok: true } | { ok: false; detail: WebhookAttemptError; log: AttemptLog }> {
+    const { retries, logger, metrics, backoff, destination } = this.options;
+    const firstAttempt = this.iso();
+    let lastAttempt = firstAttempt;
+    let attempts = 0;
+    let last: WebhookAttemptError | undefined;
+    // The handshake is repeated at most once per batch, so a target that keeps refusing us costs
+    // one extra OPTIONS and POST, not a loop.
+    let rehandshaken = false;
+    metrics.batchSize.observe({ destination }, batch.length);
+    try {
+      await pRetry(
+        async () => {
+          if (this.isGone) throw new AttemptFailed(GONE_BEFORE_SENDING);
+          const permit = this.breaker.acquire();
+          if (permit === "reject") {
+            throw new AttemptFailed({ stage: "none", code: "circuit_open", message: `circuit breaker open: the webhook is not called for ${Math.ceil(this.breaker.retryInMs / 1000)} s`, retryable: false });
+          }
+          for (;;) {
+            attempts++;
+            lastAttempt = this.iso();
+            let grant: Grant;
+            try {
+              grant = await this.handshake();
+            } catch (error) {
+              // A refused or failed handshake says the target is not usable: a breaker failure.
+              if (error instanceof AttemptFailed && !error.detail.gone) this.breaker.onFailure();
+              throw error;
+            }
+            const detail = await this.post(request);
+            if (detail === undefined) {
+              this.breaker.onSuccess();
+              return;
+            }
+            if (detail.gone) throw new AttemptFailed(detail);
+            if ((detail.status === 401 || detail.status === 403) && !rehandshaken) {
+              // The target may have been reconfigured: ask again before giving up.
+              rehandshaken = true;
+              this.invalidate(grant);
+              metrics.publishRequests.inc({ outcome: "retry", destination });
+              logger.warn("webhook refused the request; repeating the handshake", { destination, status: detail.status, batch_size: batch.length });
+              continue;
+            }
+            if (detail.status !== undefined && EVENT_LEVEL_STATUSES.has(detail.status)) this.breaker.onSuccess();
+            else this.breaker.onFailure();
+            throw new AttemptFailed(detail);
+          }
+        },
+        {
+          retries,
+          // Delays are computed here (backoff + Retry-After) and awaited in onFailedAttempt.
+          minTimeout: 0,
+          maxTimeout: 0,
+          shouldRetry: ({ error }) => error instanceof AttemptFailed && error.detail.retryable,
+          onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
+            const detail: WebhookAttemptError = error instanceof AttemptFailed ? error.detail : { stage: "none", code: "internal", message: safeMessage(error.message), retryable: false };
+            last = detail;
+            if (detail.stage === "none") return; // no request was made
+            const willRetry = detail.retryable && retriesLeft > 0;
+            metrics.publishRequests.inc({ outcome: willRetry ? "retry" : "failure", destination });
+            const delayMs = willRetry ? retryDelay(attemptNumber, backoff, detail.retryAfterMs) : 0;
+            logger.warn("publish attempt failed", {
+              destination,
+              attempt: attemptNumber,
+              stage: detail.stage,
+              status: detail.status ?? null,
+              code: detail.code ?? null,
+              error: detail.message,
+              batch_size: batch.length,
+              will_retry: willRetry,
+              ...(willRetry ? { retry_in_ms: delayMs } : {}),
+            });
+            if (willRetry && delayMs > 0) await this.sleep(delayMs);
+          },
+        },
+      );
+    } catch (error) {
+      const detail = last ?? { stage: "none" as const, code: "internal", message: safeMessage(error instanceof Error ? error.message : String(error)), retryable: false };
+      return { ok: false, detail, log: { attempts, firstAttempt, lastAttempt } };
+    }
+    metrics.publishRequests.inc({ outcome: "success", destination });
+    metrics.lastPublishSuccess.set({ destination }, this.now() / 1000);
+    return { ok: true };
+  }
+
+  /** The cached grant, or the one handshake in flight (concurrent first deliveries share it). */
+  private handshake(): Promise<Grant> {
+    if (this.grant !== undefined) return Promise.resolve(this.grant);
+    this.pendingHandshake ??= this.validate().then(
+      (grant) => {
+        this.grant = grant;
+        this.pendingHandshake = undefined;
+        return grant;
+      },
+      (error: unknown) => {
+        // Refusals are not cached: the next delivery asks again (the breaker limits how often).
+        this.pendingHandshake = undefined;
+        throw error;
+      },
+    );
+    return this.pendingHandshake;
+  }
+
+  /** Drops `grant` unless a newer handshake already replaced it (several POSTs refused at once). */
+  private invalidate(grant: Grant): void {
+    if (this.grant === grant) this.grant = undefined;
+  }
+
+  /** The abuse-protection handshake (spec section 4): OPTIONS, then check what was granted. */
+  private async validate(): Promise<Grant> {
+    const { origin, requestRate, timeoutMs, logger, destination } = this.options;
+    const headers: Record<string, string> = { ...this.commonHeaders() };
+    if (requestRate !== undefined) headers["webhook-request-rate"] = String(requestRate);
+    let response: Response;
+    try {
+      response = await fetch(this.target, { method: "OPTIONS", headers, redirect: "manual", signal: AbortSignal.timeout(timeoutMs) });
+    } catch (error) {
+      const detail = this.transportError(error, "handshake");
+      logger.warn("webhook handshake failed", { destination, target: this.host, code: detail.code ?? null, error: detail.message });
+      throw new AttemptFailed(detail);
+    }
+    // Read the body so the connection returns to the keep-alive pool.
+    await response.arrayBuffer().catch(() => undefined);
+    const status = response.status;
+    if (status === 410) {
+      this.markGone("handshake");
+      throw new AttemptFailed({ stage: "handshake", status, code: "gone", gone: true, message: "the webhook answered the handshake with 410 Gone", retryable: false });
+    }
+    if (isRetryableStatus(status)) {
+      const retryAfterMs = this.retryAfter(response);
+      logger.warn("webhook handshake failed", { destination, target: this.host, status });
+      throw new AttemptFailed({ stage: "handshake", status, message: `handshake: OPTIONS answered ${status}`, retryable: true, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+    }
+    const refuse = (why: string, fields: Record<string, unknown> = {}): AttemptFailed => {
+      logger.error("webhook handshake refused", { destination, target: this.host, status, why, origin, ...fields });
+      return new AttemptFailed({ stage: "handshake", status, code: "handshake_refused", message: `handshake refused: ${why}`, retryable: false });
+    };
+    if (status < 200 || status > 299) throw refuse(`OPTIONS answered ${status}`);
+    const allowedOrigin = response.headers.get("webhook-allowed-origin");
+    if (allowedOrigin === null) throw refuse("WebHook-Allowed-Origin header missing");
+    const granted = allowedOrigin.trim();
+    // Origins are DNS names: compared without regard to case.
+    if (granted !== "*" && granted.toLowerCase() !== origin.toLowerCase()) {
+      throw refuse("WebHook-Allowed-Origin does not match our origin", { allowed_origin: clip(granted) });
+    }
+    const rateHeader = response.headers.get("webhook-allowed-rate");
+    let rate: number | undefined;
+    if (rateHeader === null) {
+      // The spec makes the header mandatory when a rate was asked for; without it, keep to what we asked.
+      rate = requestRate;
+    } else if (rateHeader.trim() === "*") {
+      rate = undefined;
+    } else if (/^\d+$/.test(rateHeader.trim()) && Number(rateHeader.trim()) > 0) {
+      rate = Number(rateHeader.trim());
+    } else {
+      // We cannot tell what the target meant, and sending unlimited could be the abuse it guards against.
+      throw refuse("WebHook-Allowed-Rate is neither a positive integer nor *", { allowed_rate: clip(rateHeader) });
+    }
+    this.gate.setLimit(rate);
+    logger.info("webhook handshake accepted", { destination, target: this.host, allowed_origin: granted, allowed_rate: rate ?? "*" });
+    return { rate };
+  }
+
+  /** One POST, once a connection slot and the rate window allow it. Never throws. */
+  private async post(request: OutgoingRequest): Promise<WebhookAttemptError | undefined> {
+    const { timeoutMs, metrics, destination, backoff } = this.options;
+    const release = await this.slots.acquire();
+    try {
+      await this.gate.take();
+      // Another request may have met a 410 while this one waited.
+      if (this.isGone) return GONE_BEFORE_SENDING;
+      const t0 = performance.now();
+      const observe = (outcome: "success" | "failure") => metrics.publishDuration.observe({ outcome, destination }, (performance.now() - t0) / 1000);
+      let response: Response;
+      try {
+        response = await fetch(this.target, {
+          method: "POST",
+          headers: { ...request.headers, ...this.commonHeaders() },
+          body: request.body,
+          // The spec forbids following redirects; a 3xx is a client error below.
+          redirect: "manual",
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      } catch (error) {
+        observe("failure");
+        return this.transportError(error, "post");
+      }
+      // The status decides; the body only feeds error messages (and frees the connection).
+      const text = await response.text().catch(() => "");
+      const status = response.status;
+      if (response.ok) {
+        observe("success");
+        return undefined;
+      }
+      observe("failure");
+      const snippet = this.scrub(text);
+      const message = `webhook answered ${status}${snippet ? `: ${snippet}` : ""}`;
+      if (status === 410) {
+        this.markGone("post");
+        return { stage: "post", status, code: "gone", gone: true, message, retryable: false };
+      }
+      const retryable = isRetryableStatus(status);
+      const retryAfterMs = retryable ? this.retryAfter(response) : undefined;
+      // Retry-After holds back every request to this target, not only the one that was told.
+      if (retryAfterMs !== undefined) this.gate.pauseUntil(this.now() + Math.min(retryAfterMs, backoff.retryAfterMaxMs));
+      return { stage: "post", status, message, retryable, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
+    } finally {
+      release();
+    }
+  }
+
+  private buildRequest(batch: OutgoingEvent[]): OutgoingRequest {
+    switch (this.options.mode) {
+      case "structured":
+        return { headers: { "content-type": CE_JSON }, body: batch[0]!.json };
+      case "batched":
+        return { headers: { "content-type": CE_BATCH }, body: `[${batch.map((e) => e.json).join(",")}]` };
+      case "binary":
+        return binaryRequest(batch[0]!);
+    }
+  }
+
+  /** Headers on every request: the spec wants the origin on deliveries too, not only on OPTIONS. */
+  private commonHeaders(): Record<string, string> {
+    const headers: Record<string, string> = { "webhook-request-origin": this.options.origin };
+    if (this.options.authorization !== undefined) headers.authorization = this.options.authorization;
+    return headers;
+  }
+
+  private retryAfter(response: Response): number | undefined {
+    return parseRetryAfter(undefined, response.headers.get("retry-after") ?? undefined, this.now);
+  }
+
+  private transportError(error: unknown, stage: "handshake" | "post"): WebhookAttemptError {
+    const what = stage === "handshake" ? "handshake: OPTIONS" : "POST";
+    if (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError")) {
+      return { stage, code: "timeout", message: `${what} got no answer within ${this.options.timeoutMs} ms`, retryable: true };
+    }
+    // fetch reports connection problems as TypeError("fetch failed") with the socket error as cause;
+    // a TypeError without a cause is a request it refused to build (a bug or a bad header value).
+    const cause: unknown = error instanceof Error ? error.cause : undefined;
+    if (error instanceof TypeError && cause !== undefined) {
+      const code = typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? cause.code : "network_error";
+      const detail = cause instanceof Error ? cause.message : String(cause);
+      return { stage, code, message: this.scrub(`${what} failed: ${detail}`), retryable: true };
+    }
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    return { stage, code: "internal", message: this.scrub(`${what} failed: ${message}`), retryable: false };
+  }
+
+  /** Text from the target or the HTTP stack, made safe to log: no token, no query string, short. */
+  private scrub(text: string): string {
+    let out = text;
+    const authorization = this.options.authorization;
+    if (authorization !== undefined) {
+      // The credential alone too ("Bearer abc" echoed as "abc").
+      const credential = authorization.replace(/^\S+\s+/, "");
+      for (const secret of [authorization, credential]) if (secret.length >= 4) out = out.split(secret).join("[REDACTED]");
+    }
+    return clip(safeMessage(out).replace(/\s+/g, " ").trim());
+  }
+
+  private markGone(stage: "handshake" | "post"): void {
+    if (this.isGone) return;
+    this.isGone = true;
+    this.options.metrics.destinationGone.set({ destination: this.options.destination }, 1);
+    this.options.logger.error("webhook destination gone: delivery stopped until restart, its events are dead-lettered", {
+      destination: this.options.destination,
+      target: this.host,
+      status: 410,
+      stage,
+    });
+  }
+
+  private goneRejection(event: OutgoingEvent, log: AttemptLog): EventRejection {
+    return { event, reason: "destination_gone", status: 410, message: "the webhook answered 410 Gone; nothing is sent to it until restart", ...log };
+  }
+
+  private iso(): string {
+    return new Date(this.now()).toISOString();
+  }
+}
+
+const GONE_BEFORE_SENDING: WebhookAttemptError = { stage: "none", status: 410, code: "gone", gone: true, message: "the webhook answered 410 Gone earlier", retryable: false };
+
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+}
+
+/**
+ * Binary content mode: attributes as ce-* headers and `data` as the body, by the cloudevents
+ * package. It copies attribute values into headers as they are, so they are percent-encoded here
+ * as the HTTP binding (3.1.3.2) requires: fetch would refuse characters above U+00FF and send
+ * U+0080..U+00FF as Latin-1 bytes, which receivers would misread.
+ */
+function binaryRequest(event: OutgoingEvent): OutgoingRequest {
+  const attributes = JSON.parse(event.json) as Record<string, unknown>;
+  // Not strict: the event was validated when it was mapped; this only re-reads it.
+  const message = HTTP.binary(new CloudEvent<unknown>(attributes, false));
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(message.headers)) {
+    if (value === undefined) continue;
+    const text = Array.isArray(value) ? value.join(",") : String(value);
+    headers[name] = name.startsWith("ce-") ? percentEncode(text) : text;
+  }
+  const body = message.body;
+  return { headers, body: typeof body === "string" ? body : body instanceof Uint8Array ? body : body === undefined ? "" : JSON.stringify(body) };
+}
+
+/** HTTP binding 3.1.3.2: space, '"', '%' and anything outside U+0021..U+007E as %XX of its UTF-8 bytes. */
+export function percentEncode(value: string): string {
+  if (/^[\x21\x23\x24\x26-\x7e]*$/.test(value)) return value;
+  let out = "";
+  for (const char of value) {
+    const code = char.codePointAt(0)!;
+    if (code >= 0x21 && code <= 0x7e && code !== 0x22 && code !== 0x25) out += char;
+    else for (const byte of Buffer.from(char, "utf8")) out += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/**
+ * The request rate the target allowed (WebHook-Allowed-Rate) and any pause it asked for
+ * (Retry-After), shared by every POST of a publisher. A sliding one-minute window: a POST goes out
+ * only while fewer than `limit` went out in the last 60 s. Callers queue in order, so concurrent
+ * deliveries cannot overtake each other or the limit.
+ */
+class RateGate {
+  private limit: number | undefined;
+  /** Send times within the window, oldest first (only kept while there is a limit). */
+  private readonly sent: number[] = [];
+  private pausedUntil = 0;
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly now: () => number,
+    private readonly sleep: (ms: number) => Promise<void>,
+  ) {}
+
+  setLimit(limit: number | undefined): void {
+    this.limit = limit;
+  }
+
+  pauseUntil(time: number): void {
+    this.pausedUntil = Math.max(this.pausedUntil, time);
+  }
+
+  /** Resolves when one more request may go out, and counts it. */
+  take(): Promise<void> {
+    const turn = this.tail.then(() => this.wait());
+    this.tail = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async wait(): Promise<void> {
+    for (;;) {
+      const now = this.now();
+      while (this.sent.length > 0 && this.sent[0]! <= now - WINDOW_MS) this.sent.shift();
+      let until = this.pausedUntil;
+      const limit = this.limit;
+      if (limit !== undefined && this.sent.length >= limit) until = Math.max(until, this.sent[this.sent.length - limit]! + WINDOW_MS);
+      if (until <= now) {
+        if (limit !== undefined) {
+          this.sent.push(now);
+          if (this.sent.length > limit) this.sent.splice(0, this.sent.length - limit);
+        }
+        return;
+      }
+      await this.sleep(until - now);
+    }
+  }
+}
+
+/** Caps requests in flight; waiters are served in order. */
+class Semaphore {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly size: number) {}
+
+  async acquire(): Promise<() => void> {
+    if (this.active < this.size) this.active++;
+    // A releasing holder hands its slot over directly, so `active` stays counted.
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    };
+  }
+}
