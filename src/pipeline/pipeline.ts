@@ -6,7 +6,7 @@
 // the healthy ones from getting them twice); 429 when too many events are already in flight.
 import type { Auth0LogRecord, DecodedBody } from "../auth0/record.js";
 import type { EventTypeInfo, EventTypeRegistry } from "../auth0/registry.js";
-import { mapRecord, MappingError, type MappingOptions } from "../cloudevents/map.js";
+import { EventMapper, MappingError, type MappingOptions } from "../cloudevents/map.js";
 import type { HealthModel } from "../observability/health.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -97,23 +97,23 @@ interface Pending {
 }
 
 export class Pipeline {
-  private readonly mapping: MappingOptions;
-  /** Mapping options per route type (a route's `type` wins over TYPE_OVERRIDES). */
-  private readonly routeMappings = new Map<string, MappingOptions>();
+  private readonly mapper: EventMapper;
+  /** Mappers per route type (a route's `type` wins over TYPE_OVERRIDES). */
+  private readonly routeMappers = new Map<string, EventMapper>();
   private readonly unknownCodes = new Set<string>();
   private readonly destinationList: Destination[];
   private inflight = 0;
 
   constructor(private readonly options: PipelineOptions) {
-    this.mapping = { ...options.mapping, typeOverride: options.routing.typeOverride };
+    this.mapper = new EventMapper(options.registry, { ...options.mapping, typeOverride: options.routing.typeOverride });
     this.destinationList = [...options.destinations.values()];
   }
 
-  private mappingFor(type: string | undefined): MappingOptions {
-    if (type === undefined) return this.mapping;
-    let mapping = this.routeMappings.get(type);
-    if (!mapping) this.routeMappings.set(type, (mapping = { ...this.options.mapping, typeOverride: () => type }));
-    return mapping;
+  private mapperFor(type: string | undefined): EventMapper {
+    if (type === undefined) return this.mapper;
+    let mapper = this.routeMappers.get(type);
+    if (!mapper) this.routeMappers.set(type, (mapper = new EventMapper(this.options.registry, { ...this.options.mapping, typeOverride: () => type })));
+    return mapper;
   }
 
   /**
@@ -248,7 +248,7 @@ export class Pipeline {
         const record = target.redactor ? { ...item.record, data: target.redactor.apply(item.record.data) as Auth0LogRecord["data"] } : item.record;
         let event;
         try {
-          event = mapRecord(record, registry, this.mappingFor(target.type)).event;
+          event = this.mapperFor(target.type).map(record);
         } catch (error) {
           const reason = error instanceof MappingError ? error.reason : "mapping_failed";
           const detail = error instanceof Error ? error.message : String(error);
@@ -266,7 +266,7 @@ export class Pipeline {
             continue;
           }
           if (structured === undefined) {
-            structured = JSON.stringify(event);
+            structured = JSON.stringify(event.structured);
             bytes = Buffer.byteLength(structured);
           }
           if (bytes > this.options.maxEventBytes) {

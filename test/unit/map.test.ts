@@ -7,7 +7,7 @@ import ajvFormats from "ajv-formats";
 import fc from "fast-check";
 import type { Auth0LogRecord } from "../../src/auth0/record.js";
 import { EventTypeRegistry } from "../../src/auth0/registry.js";
-import { DEFAULT_TYPE_PREFIX, MappingError, eventId, mapRecord } from "../../src/cloudevents/map.js";
+import { DEFAULT_TYPE_PREFIX, EventMapper, MappingError, eventId, mapRecord } from "../../src/cloudevents/map.js";
 import type { MappingOptions } from "../../src/cloudevents/map.js";
 
 // Repo root is two levels up from test/unit.
@@ -110,8 +110,10 @@ describe("every code in the table maps to a valid CloudEvent", () => {
   it("maps each example with the right type, id and extensions", () => {
     for (const example of examples) {
       const code = example.data.type;
-      const { event, info } = mapRecord(example, registry, defaults);
+      const { event, info, structured } = mapRecord(example, registry, defaults);
       assert.equal(info.known, true, code);
+      // What the bridge sends is its own plain object: it must say exactly what the CloudEvent says.
+      assert.deepEqual(JSON.parse(JSON.stringify(structured)), JSON.parse(JSON.stringify(event)), code);
       assert.equal(event.type, `com.auth0.log.${code}`);
       assert.equal(event.auth0code, code);
       assert.equal(event.auth0category, tableFilters.get(code), code);
@@ -420,6 +422,75 @@ describe("MappingError", () => {
           }
         },
       ),
+    );
+  });
+});
+
+describe("EventMapper (the pipeline's mapper) agrees with mapRecord", () => {
+  const examples = readText("test/fixtures/auth0-examples.jsonl").trim().split("\n").map((line) => JSON.parse(line) as Auth0LogRecord);
+  /** mapRecord's outcome as what goes on the wire, or the reason it refused the record. */
+  const strict = (record: Auth0LogRecord, options: MappingOptions) => {
+    try {
+      return { ok: JSON.parse(JSON.stringify(mapRecord(record, registry, options).event)) as Record<string, unknown> };
+    } catch (error) {
+      if (error instanceof MappingError) return { reason: error.reason };
+      throw error;
+    }
+  };
+  const fast = (mapper: EventMapper, record: Auth0LogRecord) => {
+    try {
+      const wire = mapper.map(record);
+      assert.equal(wire.id, wire.structured.id);
+      return { ok: JSON.parse(JSON.stringify(wire.structured)) as Record<string, unknown> };
+    } catch (error) {
+      if (error instanceof MappingError) return { reason: error.reason };
+      throw error;
+    }
+  };
+  const VALID_DATES: unknown[] = ["2026-11-01T10:00:00.000Z", "2026-11-01T10:00:00+02:00"];
+  // Without a usable date both stamp "now": compare everything else.
+  const withoutNow = (result: { ok?: Record<string, unknown>; reason?: string }, record: Auth0LogRecord) => {
+    if (!result.ok || VALID_DATES.includes((record.data as { date?: unknown }).date)) return result;
+    const { time, ...rest } = result.ok;
+    assert.match(String(time), /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    return { ok: rest };
+  };
+
+  it("on an example of every code, twice (the second time from its validation cache)", () => {
+    const mapper = new EventMapper(registry, defaults);
+    for (let round = 0; round < 2; round++) {
+      for (const example of examples) assert.deepEqual(fast(mapper, example), strict(example, defaults), example.data.type);
+    }
+  });
+
+  it("on generated records: the same event, or the same refusal, whatever the cache holds", () => {
+    const mapper = new EventMapper(registry, defaults);
+    // Few distinct values, so that the cache is hit with both valid and invalid neighbours.
+    const text = fc.constantFrom("acme.eu.auth0.com", "bad host", "üñí.example", "tab\there", "a{b}", "", "x%zz", "ok-tenant", "\ud800", "[::1]");
+    const date = fc.constantFrom("2026-11-01T10:00:00.000Z", "2026-11-01T10:00:00+02:00", "2026-02-30T00:00:00Z", "yesterday", 42, undefined);
+    const record = fc.record(
+      {
+        log_id: fc.constantFrom("900abc", "", "id with space", "\u0001ctl", undefined),
+        data: fc.record(
+          {
+            type: fc.constantFrom("s", "f", "sapi", "brand_new_code", "bad code", "\u0000"),
+            hostname: text,
+            tenant_name: text,
+            user_id: fc.constantFrom("auth0|1", "", "\n", undefined),
+            client_id: fc.constantFrom("c1", "", undefined),
+            date,
+          },
+          { requiredKeys: ["type"] },
+        ),
+      },
+      { requiredKeys: ["data"] },
+    );
+    fc.assert(
+      fc.property(record, (r) => {
+        const rec = r as unknown as Auth0LogRecord;
+        assert.deepEqual(withoutNow(fast(mapper, rec), rec), withoutNow(strict(rec, defaults), rec));
+      }),
+      { numRuns: 2000 },
     );
   });
 });
