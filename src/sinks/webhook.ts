@@ -2,21 +2,19 @@
 // delivers to any HTTPS endpoint in structured, batched or binary content mode, once the target
 // has granted delivery in the abuse-protection handshake (OPTIONS), and never faster than the
 // request rate it allowed. Retries, backoff, Retry-After, the circuit breaker and the bisecting of
-// refused batches follow the Event Grid publisher; a 410 Gone retires the destination until restart.
+// refused batches are the shared delivery machinery (delivery.ts); a 410 Gone retires the
+// destination until restart.
 import { CloudEvent, HTTP } from "cloudevents";
-import pRetry from "p-retry";
-import type { Logger } from "../observability/logger.js";
-import { BREAKER_STATE_VALUE, registerDestination, type Metrics } from "../observability/metrics.js";
 import { splitIntoBatches } from "./batches.js";
-import { CircuitBreaker } from "./circuit-breaker.js";
-import type { AttemptLog, BatchFailure, DeliveryResult, EventRejection, OutgoingEvent } from "./eventgrid.js";
-import { failureReason, isRetryableStatus, parseRetryAfter, retryDelay, safeMessage, type AttemptError, type BackoffOptions } from "./retry-policy.js";
+import type { CircuitBreaker } from "./circuit-breaker.js";
+import { AttemptFailed, Delivery, defaultSleep, type Attempt, type AttemptLog, type DeliveryError, type DeliveryOptions, type DeliveryResult, type EventRejection, type OutgoingEvent } from "./delivery.js";
+import { isRetryableStatus, parseRetryAfter, safeMessage } from "./retry-policy.js";
 
 export type WebhookMode = "structured" | "batched" | "binary";
 
-export interface WebhookOptions {
-  /** Destination name: the `destination` label of its metrics and a field of its logs. */
-  destination: string;
+/** Destination, retries, backoff, breaker, logger, metrics, sleep and now: see DeliveryOptions
+ * (here `now` also drives the rate window and Retry-After dates). */
+export interface WebhookOptions extends DeliveryOptions {
   url: string;
   mode: WebhookMode;
   /** Sent as WebHook-Request-Origin (a DNS name identifying the bridge). */
@@ -27,22 +25,12 @@ export interface WebhookOptions {
   authorization?: string;
   /** Allows http:// URLs (local tests only). */
   allowInsecure: boolean;
-  /** Retries after the first attempt. */
-  retries: number;
   timeoutMs: number;
-  backoff: BackoffOptions;
   /** Batched mode: caps per request. */
   maxBatchBytes: number;
   maxBatchEvents: number;
-  breaker: { failureThreshold: number; cooldownMs: number };
-  logger: Logger;
-  metrics: Metrics;
   /** POSTs in flight at once (per-event modes would otherwise open one connection per event). Default 8. */
   maxConcurrentRequests?: number;
-  /** Injected so tests can observe waits without sleeping; defaults to setTimeout. */
-  sleep?: (ms: number) => Promise<void>;
-  /** Injected clock (rate window, Retry-After dates, breaker); defaults to Date.now. */
-  now?: () => number;
 }
 
 const CE_JSON = "application/cloudevents+json; charset=utf-8";
@@ -50,22 +38,9 @@ const CE_BATCH = "application/cloudevents-batch+json; charset=utf-8";
 const WINDOW_MS = 60_000;
 const MODES: readonly WebhookMode[] = ["structured", "batched", "binary"];
 
-// Answers about the events themselves: the target is healthy, so they do not trip the breaker.
-const EVENT_LEVEL_STATUSES = new Set([400, 413]);
-
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-interface WebhookAttemptError extends AttemptError {
+interface WebhookAttemptError extends DeliveryError {
   /** Where it failed: the OPTIONS handshake, the POST, or before any request (breaker open, gone). */
   stage: "handshake" | "post" | "none";
-  /** The target answered 410, now or earlier: its events are dead-lettered, not retried. */
-  gone?: boolean;
-}
-
-class AttemptFailed extends Error {
-  constructor(readonly detail: WebhookAttemptError) {
-    super(detail.message);
-  }
 }
 
 /** What the handshake granted; compared by identity so that one refusal invalidates it only once. */
@@ -88,13 +63,13 @@ export class WebhookPublisher {
   private readonly now: () => number;
   private readonly gate: RateGate;
   private readonly slots: Semaphore;
+  private readonly delivery: Delivery;
   private grant: Grant | undefined;
   private pendingHandshake: Promise<Grant> | undefined;
   private isGone = false;
 
   constructor(private readonly options: WebhookOptions) {
-    const { destination, metrics, logger } = options;
-    const label = `webhook destination "${destination}"`;
+    const label = `webhook destination "${options.destination}"`;
     // Messages name the destination, never the URL: its path or query can carry a token.
     let url: URL;
     try {
@@ -120,16 +95,15 @@ export class WebhookPublisher {
     this.now = options.now ?? Date.now;
     this.gate = new RateGate(this.now, this.sleep);
     this.slots = new Semaphore(Math.max(1, options.maxConcurrentRequests ?? 8));
-    registerDestination(metrics, destination);
-    this.breaker = new CircuitBreaker({
-      ...options.breaker,
-      now: this.now,
-      onStateChange: (state, previous) => {
-        metrics.circuitBreakerState.set({ destination }, BREAKER_STATE_VALUE[state]);
-        const log = state === "open" ? logger.error.bind(logger) : logger.info.bind(logger);
-        log("circuit breaker " + state.replace("_", "-"), { destination, previous, cooldown_ms: options.breaker.cooldownMs });
-      },
+    this.delivery = new Delivery(options, {
+      name: "the webhook",
+      refused: { log: "event refused by webhook", reason: "rejected_by_destination" },
+      prepare: (batch, result) => this.prepare(batch, result),
+      unexpected: (error) => ({ stage: "none", code: "internal", message: safeMessage(error instanceof Error ? error.message : String(error)), retryable: false }),
+      blocked: () => (this.isGone ? GONE_BEFORE_SENDING : undefined),
+      goneRejection: (event, log) => this.goneRejection(event, log),
     });
+    this.breaker = this.delivery.breaker;
   }
 
   /** True once the target answered 410 Gone: nothing more is sent to it until restart. */
@@ -138,22 +112,20 @@ export class WebhookPublisher {
   }
 
   /** Delivers every event: one request per event (structured, binary) or per batch (batched). */
-  async deliver(events: readonly OutgoingEvent[]): Promise<DeliveryResult> {
-    const result: DeliveryResult = { published: [], rejected: [], failed: [] };
-    if (events.length === 0) return result;
+  deliver(events: readonly OutgoingEvent[]): Promise<DeliveryResult> {
     if (this.isGone) {
+      const result: DeliveryResult = { published: [], rejected: [], failed: [] };
       const at = this.iso();
       for (const event of events) result.rejected.push(this.goneRejection(event, { attempts: 0, firstAttempt: at, lastAttempt: at }));
-      return result;
+      return Promise.resolve(result);
     }
     const { mode, maxBatchBytes, maxBatchEvents } = this.options;
-    const batches = mode === "batched" ? splitIntoBatches(events, maxBatchBytes, maxBatchEvents) : events.map((event) => [event]);
-    await Promise.all(batches.map((batch) => this.deliverBatch(batch, result)));
-    return result;
+    return this.delivery.deliver(mode === "batched" ? splitIntoBatches(events, maxBatchBytes, maxBatchEvents) : events.map((event) => [event]));
   }
 
-  private async deliverBatch(batch: OutgoingEvent[], result: DeliveryResult): Promise<void> {
-    const { logger, destination } = this.options;
+  /** The request for a batch, and the attempt that sends it: handshake first, then the POST. */
+  private prepare(batch: OutgoingEvent[], result: DeliveryResult): Attempt | undefined {
+    const { logger, metrics, destination } = this.options;
     let request: OutgoingRequest;
     try {
       request = this.buildRequest(batch);
@@ -164,142 +136,37 @@ export class WebhookPublisher {
       const message = `event could not be encoded for ${this.options.mode} mode (${error instanceof Error ? error.name : "error"})`;
       logger.error("delivery failed", { destination, reason: "internal", error: message, events: batch.length, log_ids: batch.map((e) => e.id) });
       result.failed.push({ events: batch, reason: "internal", message, attempts: 0, firstAttempt: at, lastAttempt: at });
-      return;
+      return undefined;
     }
-    const outcome = await this.publishWithRetries(batch, request);
-    if (outcome.ok) {
-      result.published.push(...batch);
-      return;
-    }
-    const { detail, log } = outcome;
-    if (detail.gone) {
-      for (const event of batch) result.rejected.push(this.goneRejection(event, log));
-      return;
-    }
-    const status = detail.status;
-    if (detail.stage === "post" && status !== undefined && EVENT_LEVEL_STATUSES.has(status)) {
-      if (batch.length > 1) {
-        // Bisect: the halves go on separately until the offending events stand alone.
-        const middle = Math.ceil(batch.length / 2);
-        logger.info("isolating refused events", { destination, status, batch_size: batch.length });
-        await Promise.all([this.deliverBatch(batch.slice(0, middle), result), this.deliverBatch(batch.slice(middle), result)]);
-        return;
-      }
-      const event = batch[0]!;
-      const reason = status === 413 ? "event_too_large" : "rejected_by_destination";
-      logger.error("event refused by webhook", { destination, reason, status, error: detail.message, log_id: event.id, code: event.code });
-      result.rejected.push({ event, reason, status, message: detail.message, ...log });
-      return;
-    }
-    const failure: BatchFailure = {
-      events: batch,
-      reason: failureReason(detail),
-      message: detail.message,
-      ...log,
-      ...(status !== undefined ? { status } : {}),
-      ...(detail.code !== undefined ? { code: detail.code } : {}),
-    };
-    logger.error("delivery failed", {
-      destination,
-      reason: failure.reason,
-      status: failure.status ?? null,
-      code: failure.code ?? null,
-      error: failure.message,
-      attempts: failure.attempts,
-      elapsed_ms: Date.parse(failure.lastAttempt) - Date.parse(failure.firstAttempt),
-      events: batch.length,
-      log_ids: batch.map((e) => e.id),
-      codes: batch.map((e) => e.code),
-    });
-    result.failed.push(failure);
-  }
-
-  private async publishWithRetries(
-    batch: OutgoingEvent[],
-    request: OutgoingRequest,
-  ): Promise<{ ok: true } | { ok: false; detail: WebhookAttemptError; log: AttemptLog }> {
-    const { retries, logger, metrics, backoff, destination } = this.options;
-    const firstAttempt = this.iso();
-    let lastAttempt = firstAttempt;
-    let attempts = 0;
-    let last: WebhookAttemptError | undefined;
     // The handshake is repeated at most once per batch, so a target that keeps refusing us costs
     // one extra OPTIONS and POST, not a loop.
     let rehandshaken = false;
-    metrics.batchSize.observe({ destination }, batch.length);
-    try {
-      await pRetry(
-        async () => {
-          if (this.isGone) throw new AttemptFailed(GONE_BEFORE_SENDING);
-          const permit = this.breaker.acquire();
-          if (permit === "reject") {
-            throw new AttemptFailed({ stage: "none", code: "circuit_open", message: `circuit breaker open: the webhook is not called for ${Math.ceil(this.breaker.retryInMs / 1000)} s`, retryable: false });
-          }
-          for (;;) {
-            attempts++;
-            lastAttempt = this.iso();
-            let grant: Grant;
-            try {
-              grant = await this.handshake();
-            } catch (error) {
-              // A refused or failed handshake says the target is not usable: a breaker failure.
-              if (error instanceof AttemptFailed && !error.detail.gone) this.breaker.onFailure();
-              throw error;
-            }
-            const detail = await this.post(request);
-            if (detail === undefined) {
-              this.breaker.onSuccess();
-              return;
-            }
-            if (detail.gone) throw new AttemptFailed(detail);
-            if ((detail.status === 401 || detail.status === 403) && !rehandshaken) {
-              // The target may have been reconfigured: ask again before giving up.
-              rehandshaken = true;
-              this.invalidate(grant);
-              metrics.publishRequests.inc({ outcome: "retry", destination });
-              logger.warn("webhook refused the request; repeating the handshake", { destination, status: detail.status, batch_size: batch.length });
-              continue;
-            }
-            if (detail.status !== undefined && EVENT_LEVEL_STATUSES.has(detail.status)) this.breaker.onSuccess();
-            else this.breaker.onFailure();
-            throw new AttemptFailed(detail);
-          }
-        },
-        {
-          retries,
-          // Delays are computed here (backoff + Retry-After) and awaited in onFailedAttempt.
-          minTimeout: 0,
-          maxTimeout: 0,
-          shouldRetry: ({ error }) => error instanceof AttemptFailed && error.detail.retryable,
-          onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
-            const detail: WebhookAttemptError = error instanceof AttemptFailed ? error.detail : { stage: "none", code: "internal", message: safeMessage(error.message), retryable: false };
-            last = detail;
-            if (detail.stage === "none") return; // no request was made
-            const willRetry = detail.retryable && retriesLeft > 0;
-            metrics.publishRequests.inc({ outcome: willRetry ? "retry" : "failure", destination });
-            const delayMs = willRetry ? retryDelay(attemptNumber, backoff, detail.retryAfterMs) : 0;
-            logger.warn("publish attempt failed", {
-              destination,
-              attempt: attemptNumber,
-              stage: detail.stage,
-              status: detail.status ?? null,
-              code: detail.code ?? null,
-              error: detail.message,
-              batch_size: batch.length,
-              will_retry: willRetry,
-              ...(willRetry ? { retry_in_ms: delayMs } : {}),
-            });
-            if (willRetry && delayMs > 0) await this.sleep(delayMs);
-          },
-        },
-      );
-    } catch (error) {
-      const detail = last ?? { stage: "none" as const, code: "internal", message: safeMessage(error instanceof Error ? error.message : String(error)), retryable: false };
-      return { ok: false, detail, log: { attempts, firstAttempt, lastAttempt } };
-    }
-    metrics.publishRequests.inc({ outcome: "success", destination });
-    metrics.lastPublishSuccess.set({ destination }, this.now() / 1000);
-    return { ok: true };
+    return async (context) => {
+      for (;;) {
+        let grant: Grant;
+        try {
+          grant = await this.handshake();
+        } catch (error) {
+          // A refused or failed handshake says the target is not usable: a breaker failure.
+          throw error instanceof AttemptFailed ? context.failed(error.detail) : error;
+        }
+        const detail = await this.post(request);
+        if (detail === undefined) {
+          context.succeeded();
+          return;
+        }
+        if ((detail.status === 401 || detail.status === 403) && !rehandshaken) {
+          // The target may have been reconfigured: ask again before giving up.
+          rehandshaken = true;
+          this.invalidate(grant);
+          metrics.publishRequests.inc({ outcome: "retry", destination });
+          logger.warn("webhook refused the request; repeating the handshake", { destination, status: detail.status, batch_size: batch.length });
+          context.again();
+          continue;
+        }
+        throw context.failed(detail);
+      }
+    };
   }
 
   /** The cached grant, or the one handshake in flight (concurrent first deliveries share it). */
@@ -382,14 +249,13 @@ export class WebhookPublisher {
 
   /** One POST, once a connection slot and the rate window allow it. Never throws. */
   private async post(request: OutgoingRequest): Promise<WebhookAttemptError | undefined> {
-    const { timeoutMs, metrics, destination, backoff } = this.options;
+    const { timeoutMs, backoff } = this.options;
     const release = await this.slots.acquire();
     try {
       await this.gate.take();
       // Another request may have met a 410 while this one waited.
       if (this.isGone) return GONE_BEFORE_SENDING;
-      const t0 = performance.now();
-      const observe = (outcome: "success" | "failure") => metrics.publishDuration.observe({ outcome, destination }, (performance.now() - t0) / 1000);
+      const observe = this.delivery.startTimer();
       let response: Response;
       try {
         response = await fetch(this.target, {
