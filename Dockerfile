@@ -16,6 +16,10 @@ LABEL org.opencontainers.image.title="auth0-eventgrid-bridge" \
       org.opencontainers.image.description="Auth0 log stream in, CloudEvents 1.0 out to Azure Event Grid" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production
+# Heap sized for the bridge's bounded in-flight work (MAX_INFLIGHT_EVENTS): without a cap V8 grows
+# its heap lazily to hundreds of MB under load. The benchmark runs the bridge with these same flags
+# (BENCHMARKS.md); deploy/kubernetes sets the same value, and a test keeps the three in step.
+ENV NODE_OPTIONS="--max-old-space-size=160 --max-semi-space-size=8"
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force

@@ -18,6 +18,7 @@
 //        (--scenario also takes one point of scenario 2: 2@500, 2@2000, 2@5000, 2@max)
 //        --target bridge|baseline|both (both)  --env NAME=VALUE (bridge setting; repeatable)
 //        --node-arg ARG (extra node option for the bridge, e.g. --trace-gc; repeatable)
+//        --node-defaults (run the bridge without the image's NODE_OPTIONS heap settings)
 //        --concurrency N (senders of the closed-loop points, instead of each scenario's own)
 //        --timeline (print events/s and the slowest answer per second of each point)
 //        --json FILE (write all results)  --raw (with --json: every request's times and status)
@@ -52,6 +53,7 @@ const { values: args } = parseArgs({
     target: { type: "string", default: "both" },
     env: { type: "string", multiple: true, default: [] },
     "node-arg": { type: "string", multiple: true, default: [] },
+    "node-defaults": { type: "boolean", default: false },
     concurrency: { type: "string" },
     json: { type: "string" },
     keep: { type: "boolean", default: false },
@@ -67,6 +69,9 @@ const { values: args } = parseArgs({
 });
 
 const smoke = args.smoke;
+// The bridge runs with the image's NODE_OPTIONS (its heap settings), as it is deployed;
+// --node-defaults runs it with Node's own defaults instead. The baseline always runs with defaults.
+const IMAGE_NODE_ARGS = args["node-defaults"] ? [] : (/^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(ROOT, "Dockerfile"), "utf8"))?.[1] ?? "").split(/\s+/).filter(Boolean);
 const runs = smoke ? 1 : positiveInt("--runs", args.runs);
 // Measured seconds per point: --duration, else each point's own (S1 is long enough to include the
 // bridge's dedupe window filling up, which changes its throughput; see BENCHMARKS.md).
@@ -285,7 +290,7 @@ async function startTarget(kind, emulatorUrl, work, { cpuProfDir } = {}) {
       DEAD_LETTER_DIR: deadLetterDir,
       ...bridgeEnv,
     };
-    const nodeArgs = [...args["node-arg"], ...(cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : [])];
+    const nodeArgs = [...IMAGE_NODE_ARGS, ...args["node-arg"], ...(cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : [])];
     child = spawn(process.execPath, [...nodeArgs, join(ROOT, "dist", "main.js")], { cwd: work, env, stdio: ["ignore", logFd, "pipe"] });
   } else {
     const env = { PATH: process.env.PATH, HOST: "127.0.0.1", PORT: String(port), AUTH0_STREAM_TOKEN: TOKEN, EVENTGRID_ENDPOINT: emulatorUrl, EVENTGRID_KEY: KEY };
@@ -725,6 +730,7 @@ function printReport(summary, info, command) {
   const p = (s = "") => lines.push(s);
   p(`Machine: ${info.nproc} CPUs (${info.cpuModel}), ${info.memoryGb} GB; Node ${info.node}; ${info.date}; code ${info.git}`);
   p(`Command: ${command}`);
+  p(`Bridge node options: ${IMAGE_NODE_ARGS.length ? `${IMAGE_NODE_ARGS.join(" ")} (the image's NODE_OPTIONS)` : "Node's defaults (--node-defaults)"}${args["node-arg"].length ? ` + ${args["node-arg"].join(" ")}` : ""}`);
   p(`Medians of ${runs} run(s) (range of events/s in brackets); per point ${warmupS} s warm-up (fixed rates ramp up during it), then ${durationOverride !== undefined ? `${durationOverride} s` : "S1 12 s, S2 4 s each, S3 8 s"} measured; S4: 5 s healthy, ${downS} s down, then up until recovered (max ${OUTAGE.maxUpS} s). The load generator, the bridge (or baseline) and the emulator share the machine's ${cpus().length} CPUs.`);
   p();
   p("| Scenario | System | events/s | bridge / baseline | p50 ms | p99 ms | max ms | EG req / 1k events | CPU s / 10k events | SUT cores | peak RSS MB | non-2xx | other load, cores |");

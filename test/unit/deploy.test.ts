@@ -734,6 +734,8 @@ describe("pod hardening and lifecycle", () => {
         assert.ok(requests?.[r] && limits?.[r], `${w.entry.name}: ${r} request and limit`);
         assert.ok(quantity(requests[r] as string) <= quantity(limits[r] as string), `${w.entry.name}: ${r} request <= limit`);
       }
+      // The flags the benchmark measured (it reads them from the Dockerfile): the image's default.
+      assert.equal(w.env.NODE_OPTIONS, imageNodeOptions(), `${w.entry.name}: NODE_OPTIONS as in the Dockerfile`);
       const heap = /--max-old-space-size=(\d+)/.exec(w.env.NODE_OPTIONS ?? "");
       if (heap) assert.ok(Number(heap[1]) * 1024 ** 2 < quantity(limits.memory as string), `${w.entry.name}: V8 heap cap below the memory limit`);
       assert.ok(w.workload.spec.replicas >= 2, `${w.entry.name}: at least two replicas`);
@@ -968,6 +970,11 @@ describe("Dockerfile", () => {
     assert.deepEqual(sources.filter(ignored), [], "the Dockerfile copies files .dockerignore leaves out");
   });
 });
+
+/** The NODE_OPTIONS the image sets (bench/run.mjs runs the bridge with them too). */
+function imageNodeOptions(): string | undefined {
+  return /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(readFileSync(join(ROOT, "Dockerfile"), "utf8"))?.[1];
+}
 
 /** The USER of the Dockerfile's last stage. */
 function dockerUser(): string {
