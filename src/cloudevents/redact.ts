@@ -320,7 +320,7 @@ export function compileRedaction(specs: readonly RedactionSpec[], options: Compi
     const raw = options.hashKey;
     const bytes = typeof raw === "string" ? Buffer.from(raw, "utf8") : raw;
     if (bytes === undefined || bytes.length === 0) {
-      throw new RedactionError("a redaction rule hashes, but no hash key is set (REDACTION_HASH_KEY)");
+      throw new RedactionError("a redaction rule hashes, but no hash key is set (set REDACTION_HASH_KEY or REDACTION_HASH_KEY_FILE)");
     }
     key = createSecretKey(bytes);
   }
