@@ -3,12 +3,15 @@
 // has granted delivery in the abuse-protection handshake (OPTIONS), and never faster than the
 // request rate it allowed. Retries, backoff, Retry-After, the circuit breaker and the bisecting of
 // refused batches are the shared delivery machinery (delivery.ts); a 410 Gone retires the
-// destination until restart.
-import { CloudEvent, HTTP } from "cloudevents";
+// destination until restart. The rate window (rate-limit.ts), the cap on POSTs in flight
+// (semaphore.ts) and the binary-mode encoding (binary-mode.ts) are helpers of their own.
 import { splitIntoBatches } from "./batches.js";
+import { binaryRequest } from "./binary-mode.js";
 import type { CircuitBreaker } from "./circuit-breaker.js";
 import { AttemptFailed, Delivery, defaultSleep, type Attempt, type AttemptLog, type DeliveryError, type DeliveryOptions, type DeliveryResult, type EventRejection, type OutgoingEvent } from "./delivery.js";
+import { RateGate } from "./rate-limit.js";
 import { isRetryableStatus, parseRetryAfter, safeMessage } from "./retry-policy.js";
+import { Semaphore } from "./semaphore.js";
 
 export type WebhookMode = "structured" | "batched" | "binary";
 
@@ -35,7 +38,6 @@ export interface WebhookOptions extends DeliveryOptions {
 
 const CE_JSON = "application/cloudevents+json; charset=utf-8";
 const CE_BATCH = "application/cloudevents-batch+json; charset=utf-8";
-const WINDOW_MS = 60_000;
 const MODES: readonly WebhookMode[] = ["structured", "batched", "binary"];
 
 interface WebhookAttemptError extends DeliveryError {
@@ -370,110 +372,4 @@ const GONE_BEFORE_SENDING: WebhookAttemptError = { stage: "none", status: 410, c
 
 function clip(text: string): string {
   return text.length > 200 ? `${text.slice(0, 200)}...` : text;
-}
-
-/**
- * Binary content mode: attributes as ce-* headers and `data` as the body, by the cloudevents
- * package. It copies attribute values into headers as they are, so they are percent-encoded here
- * as the HTTP binding (3.1.3.2) requires: fetch would refuse characters above U+00FF and send
- * U+0080..U+00FF as Latin-1 bytes, which receivers would misread.
- */
-function binaryRequest(event: OutgoingEvent): OutgoingRequest {
-  const attributes = JSON.parse(event.json) as Record<string, unknown>;
-  // Not strict: the event was validated when it was mapped; this only re-reads it.
-  const message = HTTP.binary(new CloudEvent<unknown>(attributes, false));
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(message.headers)) {
-    if (value === undefined) continue;
-    const text = Array.isArray(value) ? value.join(",") : String(value);
-    headers[name] = name.startsWith("ce-") ? percentEncode(text) : text;
-  }
-  const body = message.body;
-  return { headers, body: typeof body === "string" ? body : body instanceof Uint8Array ? body : body === undefined ? "" : JSON.stringify(body) };
-}
-
-/** HTTP binding 3.1.3.2: space, '"', '%' and anything outside U+0021..U+007E as %XX of its UTF-8 bytes. */
-export function percentEncode(value: string): string {
-  if (/^[\x21\x23\x24\x26-\x7e]*$/.test(value)) return value;
-  let out = "";
-  for (const char of value) {
-    const code = char.codePointAt(0)!;
-    if (code >= 0x21 && code <= 0x7e && code !== 0x22 && code !== 0x25) out += char;
-    else for (const byte of Buffer.from(char, "utf8")) out += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
-}
-
-/**
- * The request rate the target allowed (WebHook-Allowed-Rate) and any pause it asked for
- * (Retry-After), shared by every POST of a publisher. A sliding one-minute window: a POST goes out
- * only while fewer than `limit` went out in the last 60 s. Callers queue in order, so concurrent
- * deliveries cannot overtake each other or the limit.
- */
-class RateGate {
-  private limit: number | undefined;
-  /** Send times within the window, oldest first (only kept while there is a limit). */
-  private readonly sent: number[] = [];
-  private pausedUntil = 0;
-  private tail: Promise<void> = Promise.resolve();
-
-  constructor(
-    private readonly now: () => number,
-    private readonly sleep: (ms: number) => Promise<void>,
-  ) {}
-
-  setLimit(limit: number | undefined): void {
-    this.limit = limit;
-  }
-
-  pauseUntil(time: number): void {
-    this.pausedUntil = Math.max(this.pausedUntil, time);
-  }
-
-  /** Resolves when one more request may go out, and counts it. */
-  take(): Promise<void> {
-    const turn = this.tail.then(() => this.wait());
-    this.tail = turn.catch(() => undefined);
-    return turn;
-  }
-
-  private async wait(): Promise<void> {
-    for (;;) {
-      const now = this.now();
-      while (this.sent.length > 0 && this.sent[0]! <= now - WINDOW_MS) this.sent.shift();
-      let until = this.pausedUntil;
-      const limit = this.limit;
-      if (limit !== undefined && this.sent.length >= limit) until = Math.max(until, this.sent[this.sent.length - limit]! + WINDOW_MS);
-      if (until <= now) {
-        if (limit !== undefined) {
-          this.sent.push(now);
-          if (this.sent.length > limit) this.sent.splice(0, this.sent.length - limit);
-        }
-        return;
-      }
-      await this.sleep(until - now);
-    }
-  }
-}
-
-/** Caps requests in flight; waiters are served in order. */
-class Semaphore {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(private readonly size: number) {}
-
-  async acquire(): Promise<() => void> {
-    if (this.active < this.size) this.active++;
-    // A releasing holder hands its slot over directly, so `active` stays counted.
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    };
-  }
 }
