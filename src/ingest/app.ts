@@ -82,9 +82,11 @@ export function createIngestApp(options: IngestAppOptions): express.Express {
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     // Invalid UTF-8 becomes U+FFFD instead of blocking the stream: Auth0 would redeliver forever.
     const text = raw.toString("utf8");
-    let decoded;
+    let outcome: Promise<PipelineOutcome>;
     try {
-      decoded = decodeBody(text);
+      // Handed straight to the pipeline, not held here: the parsed records must not outlive their
+      // mapping while this handler waits for the answer (see Pipeline.process).
+      outcome = options.pipeline.process(decodeBody(text), res.locals.admission as Admission, stream.name);
     } catch (error) {
       if (error instanceof BodyParseError) {
         logger.warn("ingest body is not JSON", { error: error.message, bytes: raw.length });
@@ -92,7 +94,7 @@ export function createIngestApp(options: IngestAppOptions): express.Express {
       }
       throw error;
     }
-    answer(res, await options.pipeline.process(decoded, res.locals.admission as Admission, stream.name));
+    answer(res, await outcome);
   };
 
   for (const stream of options.streams) {

@@ -47,7 +47,9 @@ test("poison isolation: a batch with poisoned events is bisected, the rest publi
     const poison = new Set(["p-3", "p-6"]);
     stack.emulator.setFault(({ events }) => (events.some((e) => poison.has(e.id)) ? { status: 400, message: "poisoned event" } : undefined));
     const ids = Array.from({ length: 8 }, (_, i) => `p-${i}`);
-    const res = await stack.post(jsonLines(ids.map((id) => record(id))));
+    // A field beside log_id and data must survive into the dead letter too.
+    const posted = ids.map((id) => (id === "p-6" ? { ...record(id), stream_note: { kept: true } } : record(id)));
+    const res = await stack.post(jsonLines(posted));
     assert.equal(res.status, 200);
     assert.equal(res.json.published, 6);
     assert.equal(res.json.dead_lettered, 2);
@@ -61,7 +63,7 @@ test("poison isolation: a batch with poisoned events is bisected, the rest publi
       assert.equal((r.event as { id: string }).id, r.log_id);
       assert.equal((r.event as { specversion: string }).specversion, "1.0");
       assert.equal((r.event as { auth0code: string }).auth0code, "s");
-      assert.equal((r.record as { log_id: string }).log_id, r.log_id);
+      assert.deepEqual(r.record, posted.find((p) => p.log_id === r.log_id), "the dead letter keeps the record as posted");
       assert.equal(r.attempts, 1);
       assert.ok(r.first_attempt && r.last_attempt);
     }
@@ -87,7 +89,8 @@ test("ON_EXHAUSTED=dead-letter: events are kept and the sender gets 200", async 
   const stack = await startStack({ env: { ON_EXHAUSTED: "dead-letter", PUBLISH_RETRIES: "1" } });
   try {
     stack.emulator.setFault(() => ({ status: 503 }));
-    const res = await stack.post(jsonLines([record("e-1"), record("e-2")]));
+    const posted = [record("e-1"), record("e-2")];
+    const res = await stack.post(jsonLines(posted));
     assert.equal(res.status, 200);
     assert.equal(res.json.dead_lettered, 2);
     const records = await stored(stack.deadLetterDir);
@@ -95,6 +98,7 @@ test("ON_EXHAUSTED=dead-letter: events are kept and the sender gets 200", async 
       ["exhausted", "e-1", 503, 2],
       ["exhausted", "e-2", 503, 2],
     ]);
+    assert.deepEqual(records.map((r) => r.record), posted, "the dead letters keep the records as posted");
   } finally {
     await stack.close();
   }

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RestError, createHttpHeaders } from "@azure/core-rest-pipeline";
 import { arrayBytes, splitIntoBatches } from "../../src/sinks/batches.js";
+import { jsonArray } from "../../src/sinks/eventgrid.js";
 import { classifyError, failureReason, parseRetryAfter, retryDelay, isRetryableStatus } from "../../src/sinks/retry-policy.js";
 
 function restError(status: number | undefined, headers: Record<string, string> = {}, code?: string): RestError {
@@ -80,4 +81,21 @@ test("retryDelay: exponential with jitter, capped, Retry-After wins up to its ca
   assert.equal(retryDelay(1, opts, 3000, () => 0), 3000, "Retry-After honoured");
   assert.equal(retryDelay(1, opts, 60_000, () => 0), 5000, "Retry-After capped");
   assert.equal(retryDelay(3, opts, 10, () => 1), 400, "a short Retry-After does not shorten the backoff");
+});
+
+test("jsonArray: the events' JSON as one UTF-8 array, whatever their characters; wrong sizes cannot cut it short", () => {
+  const event = (json: string, bytes = Buffer.byteLength(json)) => ({ id: "x", code: "s", json, bytes });
+  const texts = ['{"a":1}', '{"name":"Zoë 名前 🎉"}', '{"b":"\\u0000 \\"q\\""}'];
+  const events = texts.map((t) => event(t));
+  const body = jsonArray(events);
+  assert.equal(body.toString("utf8"), `[${texts.join(",")}]`);
+  assert.equal(body.length, arrayBytes(events.reduce((n, e) => n + e.bytes, 0), events.length));
+  assert.deepEqual(JSON.parse(body.toString("utf8")), texts.map((t) => JSON.parse(t)));
+  assert.equal(jsonArray([]).toString(), "[]");
+  assert.equal(jsonArray([events[1]!]).toString(), `[${texts[1]}]`);
+  // A `bytes` too small (by more than the slack, by an emoji, by 1) or too large still gives the whole array.
+  for (const delta of [-20, -4, -1, 3]) {
+    const wrong = [events[0]!, event(texts[1]!, Buffer.byteLength(texts[1]!) + delta), events[2]!];
+    assert.equal(jsonArray(wrong).toString("utf8"), `[${texts.join(",")}]`, `bytes off by ${delta}`);
+  }
 });
