@@ -78,23 +78,23 @@ export function createIngestApp(options: IngestAppOptions): express.Express {
     next();
   };
 
-  const handle = (stream: IngestStream) => async (req: Request, res: Response) => {
+  // Decoding and mapping run before the first await, in a plain function: neither the body's text
+  // nor its parsed records stay reachable from this request while its events are delivered.
+  const ingest = (req: Request, res: Response, stream: IngestStream): Promise<PipelineOutcome> => {
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     // Invalid UTF-8 becomes U+FFFD instead of blocking the stream: Auth0 would redeliver forever.
     const text = raw.toString("utf8");
-    let outcome: Promise<PipelineOutcome>;
     try {
-      // Handed straight to the pipeline, not held here: the parsed records must not outlive their
-      // mapping while this handler waits for the answer (see Pipeline.process).
-      outcome = options.pipeline.process(decodeBody(text), res.locals.admission as Admission, stream.name);
+      return options.pipeline.process(decodeBody(text), res.locals.admission as Admission, stream.name);
     } catch (error) {
-      if (error instanceof BodyParseError) {
-        logger.warn("ingest body is not JSON", { error: error.message, bytes: raw.length });
-        return answer(res, await options.pipeline.rejectBody(text, error.message, error.location as Record<string, unknown>));
-      }
-      throw error;
+      if (!(error instanceof BodyParseError)) throw error;
+      logger.warn("ingest body is not JSON", { error: error.message, bytes: raw.length });
+      return options.pipeline.rejectBody(text, error.message, error.location as Record<string, unknown>);
     }
-    answer(res, await outcome);
+  };
+
+  const handle = (stream: IngestStream) => async (req: Request, res: Response) => {
+    answer(res, await ingest(req, res, stream));
   };
 
   for (const stream of options.streams) {
