@@ -92,8 +92,8 @@ const eventJson = (event: OutgoingEvent) => JSON.parse(event.json) as Record<str
 /**
  * An event on its way to one destination, with what the dead-letter store needs if it fails there.
  * Not the parsed record itself: its `data` is in the event's JSON already, and keeping the object
- * graph alive while Event Grid answers made the garbage collector copy and promote every record
- * (a quarter of the bridge's CPU under load). Only the record's other fields (normally `log_id`) are kept.
+ * graph alive while the destination answers made the garbage collector copy and promote every
+ * record (S1 ran ~12% faster without it). Only the record's other fields (normally `log_id`) are kept.
  */
 interface Pending {
   index: number;
