@@ -11,6 +11,7 @@ import type { HealthModel } from "../observability/health.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { DeadLetterEntry } from "../sinks/dead-letter.js";
+import { EncodedEvent } from "../sinks/encoded-event.js";
 import type { BatchFailure, DeliveryResult, OutgoingEvent } from "../sinks/eventgrid.js";
 import type { RecentIds } from "./dedupe.js";
 import type { Router } from "./router.js";
@@ -306,7 +307,7 @@ export class Pipeline {
             dead.push({ reason: "event_too_large", error: detail, log_id: event.id, code: info.code, destination: name, record, event: JSON.parse(structured) as Record<string, unknown> });
             continue;
           }
-          const out: OutgoingEvent = { id: event.id, code: codeLabel, bytes, json: structured };
+          const out = new EncodedEvent(event.id, codeLabel, structured, bytes);
           let list = outgoing.get(name);
           if (!list) outgoing.set(name, (list = []));
           list.push(out);

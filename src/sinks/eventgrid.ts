@@ -9,6 +9,7 @@ import type { PipelinePolicy } from "@azure/core-rest-pipeline";
 import { splitIntoBatches } from "./batches.js";
 import type { CircuitBreaker } from "./circuit-breaker.js";
 import { Delivery, type Attempt, type DeliveryOptions, type DeliveryResult, type OutgoingEvent } from "./delivery.js";
+import { EncodedEvent } from "./encoded-event.js";
 import { classifyError } from "./retry-policy.js";
 
 // The delivery types live with the machinery that produces them; they are re-exported so that
@@ -125,13 +126,21 @@ export function jsonArray(events: readonly OutgoingEvent[]): Buffer {
   // 4 bytes of slack (the longest UTF-8 character): while the writes end before them, none of
   // them was cut short, even if an event's `bytes` was wrong.
   const body = Buffer.allocUnsafe(size + 4);
+  const starts: number[] = [];
   let at = 0;
   body[at++] = 0x5b; // [
   for (let i = 0; i < events.length; i++) {
     if (i > 0) body[at++] = 0x2c; // ,
+    starts.push(at);
     at += body.write(events[i]!.json, at, "utf8");
   }
   if (at > size - 1) return Buffer.from(`[${events.map((e) => e.json).join(",")}]`);
   body[at++] = 0x5d; // ]
+  // Only now that every event is known to be whole in the body.
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i]!;
+    const end = i + 1 < events.length ? starts[i + 1]! - 1 : at - 1;
+    if (event instanceof EncodedEvent && end - starts[i]! === event.bytes) event.writtenTo(body, starts[i]!);
+  }
   return body.subarray(0, at);
 }

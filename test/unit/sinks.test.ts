@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RestError, createHttpHeaders } from "@azure/core-rest-pipeline";
 import { arrayBytes, splitIntoBatches } from "../../src/sinks/batches.js";
+import { EncodedEvent } from "../../src/sinks/encoded-event.js";
 import { jsonArray } from "../../src/sinks/eventgrid.js";
 import { classifyError, failureReason, parseRetryAfter, retryDelay, isRetryableStatus } from "../../src/sinks/retry-policy.js";
 
@@ -98,4 +99,28 @@ test("jsonArray: the events' JSON as one UTF-8 array, whatever their characters;
     const wrong = [events[0]!, event(texts[1]!, Buffer.byteLength(texts[1]!) + delta), events[2]!];
     assert.equal(jsonArray(wrong).toString("utf8"), `[${texts.join(",")}]`, `bytes off by ${delta}`);
   }
+});
+
+test("EncodedEvent: its JSON moves into the body it is written to and reads back the same, through splits", () => {
+  const texts = ['{"id":"a","data":{"n":"Zoë"}}', '{"id":"b","data":{"e":"🎉"}}', '{"id":"c","data":{}}', '{"id":"d"}'];
+  const events = texts.map((t, i) => new EncodedEvent(`e${i}`, "s", t));
+  assert.deepEqual(events.map((e) => e.bytes), texts.map((t) => Buffer.byteLength(t)));
+  const whole = jsonArray(events);
+  assert.equal(whole.toString("utf8"), `[${texts.join(",")}]`);
+  assert.deepEqual(events.map((e) => e.json), texts, "read back from the body");
+  // A refused batch is split in halves: each half is built from the events as they now are.
+  const first = jsonArray(events.slice(0, 2));
+  const second = jsonArray(events.slice(2));
+  assert.equal(first.toString("utf8"), `[${texts[0]},${texts[1]}]`);
+  assert.equal(second.toString("utf8"), `[${texts[2]},${texts[3]}]`);
+  whole.fill(0x20); // the first body is gone: nothing may still read from it
+  assert.deepEqual(events.map((e) => e.json), texts, "read back from the halves");
+  // Wrong sizes that cancel out (so the body itself comes out whole): the events keep their own
+  // text rather than pointing at the wrong bytes.
+  const short = new EncodedEvent("w", "s", texts[1]!, Buffer.byteLength(texts[1]!) - 1);
+  const long = new EncodedEvent("x", "s", texts[2]!, Buffer.byteLength(texts[2]!) + 1);
+  const body = jsonArray([short, long]);
+  assert.equal(body.toString("utf8"), `[${texts[1]},${texts[2]}]`);
+  body.fill(0x20);
+  assert.deepEqual([short.json, long.json], [texts[1], texts[2]]);
 });
