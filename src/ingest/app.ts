@@ -3,10 +3,10 @@
 // pipeline, whose outcome becomes the answer. It serves ingestion only; health is elsewhere.
 //
 // Routing is express' Router and the body is read by express' body parser, but requests do not go
-// through an express application: app.handle re-prototypes every request and response, and on
-// this path that cost more than everything else the bridge does for a single-event request
-// (BENCHMARKS.md: 2,000 one-event requests/s took 4.4 CPU s per 10,000 through an express app and
-// 2.2–2.4 through the bare Router). Answers are written with node's own response methods.
+// through an express application: app.handle re-prototypes every request and response (to add
+// req.get, res.json, ...), which makes node's own HTTP code slow for them. For a single-event
+// request that cost about as much CPU as everything else the bridge does (BENCHMARKS.md). Answers
+// are written with node's own response methods.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { decodeBody } from "../auth0/decode.js";
