@@ -66,8 +66,7 @@ export class Router {
       return compileRedaction(rules, { presets: options.presets, ...(options.hashKey ? { hashKey: options.hashKey } : {}) });
     } catch (error) {
       if (error instanceof RedactionError) {
-        const hint = error.message.includes("key") && !error.message.includes("REDACTION_HASH_KEY") ? " (set REDACTION_HASH_KEY or REDACTION_HASH_KEY_FILE)" : "";
-        throw new RouteError(`CONFIG_FILE ${where}.redact: ${error.message}${hint}`);
+        throw new RouteError(`CONFIG_FILE ${where}.redact: ${error.message}`);
       }
       throw error;
     }

@@ -19,6 +19,8 @@ export interface OutgoingEvent {
   json: string;
   /** Its size in bytes (UTF-8). */
   bytes: number;
+  /** Told where its `bytes` bytes now sit in a request body, so it can drop its own copy (EncodedEvent). */
+  writtenTo?(body: Buffer, start: number): void;
 }
 
 export interface AttemptLog {

@@ -9,7 +9,6 @@ import type { PipelinePolicy } from "@azure/core-rest-pipeline";
 import { splitIntoBatches } from "./batches.js";
 import type { CircuitBreaker } from "./circuit-breaker.js";
 import { Delivery, type Attempt, type DeliveryOptions, type DeliveryResult, type OutgoingEvent } from "./delivery.js";
-import { EncodedEvent } from "./encoded-event.js";
 import { classifyError } from "./retry-policy.js";
 
 // The delivery types live with the machinery that produces them; they are re-exported so that
@@ -140,7 +139,7 @@ export function jsonArray(events: readonly OutgoingEvent[]): Buffer {
   for (let i = 0; i < events.length; i++) {
     const event = events[i]!;
     const end = i + 1 < events.length ? starts[i + 1]! - 1 : at - 1;
-    if (event instanceof EncodedEvent && end - starts[i]! === event.bytes) event.writtenTo(body, starts[i]!);
+    if (end - starts[i]! === event.bytes) event.writtenTo?.(body, starts[i]!);
   }
   return body.subarray(0, at);
 }
